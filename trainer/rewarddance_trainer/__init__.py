@@ -1,0 +1,1 @@
+"""Offline half of rewarddance: datasets (shapes world, importers), encoders, reward models, generator."""
