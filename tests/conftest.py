@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from rewarddance_trainer.shapes.synth import SynthConfig, synthesize
 
 

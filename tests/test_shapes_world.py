@@ -10,9 +10,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from scipy.stats import spearmanr
-
-from rewarddance.cli import main
 from rewarddance_trainer.data.validate import validate_dataset
 from rewarddance_trainer.shapes import gold, synth
 from rewarddance_trainer.shapes.candidates import perturb, realize
@@ -29,6 +26,9 @@ from rewarddance_trainer.shapes.world import (
     domain_prior,
     position_of,
 )
+from scipy.stats import spearmanr
+
+from rewarddance.cli import main
 
 COMPONENTS = ["fidelity", "style", "composition", "novelty"]
 

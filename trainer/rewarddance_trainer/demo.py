@@ -11,9 +11,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out", type=Path, default=Path("runs/demo"), help="working directory (default runs/demo)"
-    )
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="working directory (default runs/demo)")
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--images-per-prompt", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)

@@ -144,9 +144,7 @@ def to_table(rows: list[dict] | dict[str, list], schema: pa.Schema) -> pa.Table:
         extra = set(rows) - set(schema.names)
         if extra:
             raise ValueError(f"columns not in the schema: {sorted(extra)}")
-        return pa.Table.from_pydict(
-            {name: rows.get(name, [None] * _len(rows)) for name in schema.names}, schema
-        )
+        return pa.Table.from_pydict({name: rows.get(name, [None] * _len(rows)) for name in schema.names}, schema)
     return pa.Table.from_pylist(rows, schema=schema)
 
 

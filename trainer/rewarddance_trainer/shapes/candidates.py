@@ -42,9 +42,7 @@ PERTURBATION_P = np.array([0.11, 0.09, 0.07, 0.09, 0.06, 0.06, 0.03, 0.21, 0.09,
 N_ERRORS_P = (0.2, 0.35, 0.3, 0.15)  # 0..3 errors per candidate
 
 
-def _choice(
-    rng: np.random.Generator, options: list[str] | tuple[str, ...], exclude: str | None = None
-) -> str:
+def _choice(rng: np.random.Generator, options: list[str] | tuple[str, ...], exclude: str | None = None) -> str:
     pool = [o for o in options if o != exclude]
     return pool[int(rng.integers(len(pool)))]
 
@@ -68,10 +66,7 @@ def realize(spec: SceneSpec, rng: np.random.Generator) -> Scene:
     rng.shuffle(free)
     objects = []
     for i, o in enumerate(spec.objects):
-        color = (
-            o.color
-            or list(COLORS)[int(rng.choice(len(COLORS), p=prior.color_given_shape[SHAPES.index(o.shape)]))]
-        )
+        color = o.color or list(COLORS)[int(rng.choice(len(COLORS), p=prior.color_given_shape[SHAPES.index(o.shape)]))]
         size = o.size or _choice(rng, list(SIZES))
         position = o.position or free.pop()
         objects.append(_placed(rng, position, shape=o.shape, color=color, size=size, source=i))
@@ -158,9 +153,7 @@ def perturb(scene: Scene, spec: SceneSpec, kind: str, rng: np.random.Generator) 
     if kind == "wrong_background":
         return replace(scene, background=_choice(rng, list(BACKGROUNDS), scene.background))
     if kind == "style_drift":
-        return replace(
-            scene, style_mix=_choice(rng, STYLES, scene.style), style_weight=float(rng.uniform(0.15, 0.9))
-        )
+        return replace(scene, style_mix=_choice(rng, STYLES, scene.style), style_weight=float(rng.uniform(0.15, 0.9)))
     if kind == "wrong_style":
         return replace(scene, style=_choice(rng, STYLES, scene.style))
     if kind == "bad_placement":

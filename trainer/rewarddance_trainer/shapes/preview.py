@@ -44,18 +44,15 @@ def contact_sheet(root: Path, out: Path, n_prompts: int = 8, per_prompt: int = 8
     small, text_font = _font(10), _font(12)
     y = 0
     for (_, prompt), row in zip(prompts.iterrows(), rows, strict=True):
-        header = f"{prompt.prompt_id} [{prompt['style'] or 'no style'}] {prompt.text}"
-        draw.multiline_text(
-            (4, y + 2), "\n".join(textwrap.wrap(header, width // 7)[:2]), fill="black", font=text_font
-        )
+        style = "no style" if pd.isna(prompt["style"]) else prompt["style"]
+        header = f"{prompt.prompt_id} [{style}] {prompt.text}"
+        draw.multiline_text((4, y + 2), "\n".join(textwrap.wrap(header, width // 7)[:2]), fill="black", font=text_font)
         y += HEADER
         for j, (_, img) in enumerate(row.iterrows()):
             tile = Image.open(layout.root / img.path).convert("RGB").resize((TILE, TILE), Image.NEAREST)
             sheet.paste(tile, (j * TILE, y))
             perturbations = json.loads(img.settings).get("perturbations", []) if img.settings else []
-            caption = (
-                ",".join(p.replace("wrong_", "-").replace("_", " ") for p in perturbations) or "faithful"
-            )
+            caption = ",".join(p.replace("wrong_", "-").replace("_", " ") for p in perturbations) or "faithful"
             if gold is not None and img.image_id in gold.index:
                 g = gold.loc[img.image_id]
                 scores = f"P{g.fidelity:.2f} S{g['style']:.2f} C{g.composition:.2f} N{g.novelty:.2f}"

@@ -76,9 +76,7 @@ def sample_pairs(n_images: int, n_pairs: int, rng: np.random.Generator) -> np.nd
     return pairs
 
 
-def preferences(
-    u_a: np.ndarray, u_b: np.ndarray, config: RaterConfig, rng: np.random.Generator
-) -> np.ndarray:
+def preferences(u_a: np.ndarray, u_b: np.ndarray, config: RaterConfig, rng: np.random.Generator) -> np.ndarray:
     """Winner labels 'a' | 'b' | 'tie' drawn from the Davidson-Bradley-Terry model."""
     probs = davidson_probabilities(u_a, u_b, config)
     draws = (rng.random(len(probs))[:, None] > np.cumsum(probs, axis=1)).sum(axis=1)

@@ -50,10 +50,7 @@ def object_polygon(obj: SceneObject, side: int) -> list[tuple[float, float]]:
     a = math.radians(obj.rotation)
     cos, sin = math.cos(a), math.sin(a)
     cx, cy = obj.x * side, obj.y * side
-    return [
-        (cx + radius * (u * cos - v * sin), cy + radius * (u * sin + v * cos))
-        for u, v in _unit_polygon(obj.shape)
-    ]
+    return [(cx + radius * (u * cos - v * sin), cy + radius * (u * sin + v * cos)) for u, v in _unit_polygon(obj.shape)]
 
 
 def object_mask(obj: SceneObject, side: int) -> np.ndarray:

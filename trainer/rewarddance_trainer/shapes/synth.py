@@ -294,9 +294,7 @@ def synthesize(
     total = config.n_prompts * config.images_per_prompt
     done_before = (
         total
-        - sum(
-            (min((c + 1) * config.chunk_prompts, config.n_prompts) - c * config.chunk_prompts) for c in todo
-        )
+        - sum((min((c + 1) * config.chunk_prompts, config.n_prompts) - c * config.chunk_prompts) for c in todo)
         * config.images_per_prompt
     )
     workers = max(1, min(workers or mp.cpu_count(), len(todo) or 1))

@@ -19,14 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=64, help="side of the square images in pixels")
     parser.add_argument("--raters-per-image", type=int, default=3)
     parser.add_argument("--rater-pool", type=int, default=60, help="number of distinct simulated raters")
-    parser.add_argument(
-        "--rater-noise", type=float, default=1.0, help="noise multiplier (0 = noiseless raters)"
-    )
+    parser.add_argument("--rater-noise", type=float, default=1.0, help="noise multiplier (0 = noiseless raters)")
     parser.add_argument("--pairs-per-prompt", type=int, default=None, help="default: images per prompt")
     parser.add_argument("--bt-temperature", type=float, default=0.04, help="Bradley-Terry temperature")
-    parser.add_argument(
-        "--tie-strength", type=float, default=0.3, help="Davidson tie parameter (0 = no ties)"
-    )
+    parser.add_argument("--tie-strength", type=float, default=0.3, help="Davidson tie parameter (0 = no ties)")
     parser.add_argument(
         "--utility-weights",
         type=float,
@@ -35,9 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("P", "S", "C", "N"),
         help="weights of the hidden human utility (default 0.40 0.25 0.25 0.10)",
     )
-    parser.add_argument(
-        "--style-probability", type=float, default=0.75, help="share of prompts naming a style"
-    )
+    parser.add_argument("--style-probability", type=float, default=0.75, help="share of prompts naming a style")
     parser.add_argument("--chunk-prompts", type=int, default=None, help="prompts per resumable chunk")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished or partial dataset")
