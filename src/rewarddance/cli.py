@@ -18,6 +18,11 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "validate": "rewarddance_trainer.data.validate",
         "import": "rewarddance_trainer.data.importers.cli",
         "preview": "rewarddance_trainer.shapes.preview",
+        "embed": "rewarddance_trainer.encoders.embed_cmd",
+    },
+    "train": {
+        "encoder": "rewarddance_trainer.encoders.train_cmd",
+        "components": "rewarddance_trainer.components.fit_cmd",
     },
     "demo": {None: "rewarddance_trainer.demo"},
 }

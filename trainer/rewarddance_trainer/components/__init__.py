@@ -1,0 +1,1 @@
+"""Fitting the component scorers (P calibration, style probe, composition probe, novelty bank) offline."""
