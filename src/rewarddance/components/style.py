@@ -129,8 +129,9 @@ class StyleScorer:
     @classmethod
     def load(cls, directory: Path) -> StyleScorer:
         arrays, meta = load_arrays(directory, cls.name)
+        vocabulary = {style: meta["vocabulary"][style] for style in meta["styles"]}
         return cls(
-            meta["vocabulary"],
+            vocabulary,
             arrays["style_text"],
             meta["temperature"],
             arrays.get("probe_w"),
