@@ -16,4 +16,8 @@ class EncoderTrainConfig:
     eval_every: int = 250
     ckpt_every: int = 250
     min_fidelity_rating: float = 4.0
+    # Optional: candidates of the same prompt rated unfaithful as extra negatives, to teach attribute binding
+    # (colour, shape, size, position, count) that in-batch negatives of other prompts rarely test.
+    hard_negatives: bool = False
+    max_negative_rating: float = 3.0
     seed: int = 0

@@ -3,9 +3,10 @@
 Recipe: setup -> train -> save, top to bottom. The text transformer is frozen, so its pooled prompt features
 are computed once and only the text projection, the image tower and the logit scale learn. Positives are the
 images whose mean human fidelity rating is at least ``min_fidelity_rating`` (ratings, never gold). Each batch
-holds one image per prompt, so no false negatives share a batch. Checkpoints every ``ckpt_every`` steps;
-rerunning the same command resumes from the last one and continues the same curve (batches are drawn from
-``(seed, step)``).
+holds one image per prompt, so no false negatives share a batch; with ``hard_negatives`` a candidate of the same
+prompt rated at most ``max_negative_rating`` joins the batch as an extra negative for that prompt's text.
+Checkpoints every ``ckpt_every`` steps; rerunning the same command resumes from the last one and continues the
+same curve (batches are drawn from ``(seed, step)``).
 """
 
 from __future__ import annotations
@@ -37,23 +38,31 @@ TRAIN_STATE = "train_state.pt"
 class PairData:
     """Positive (prompt, image) pairs of one split, images already decoded."""
 
-    prompt_index: np.ndarray  # (m,) index into the prompt table for each positive image
+    prompt_index: np.ndarray  # (m,) index into the prompt table for each image
     pixels: np.ndarray  # (m, s, s, 3) uint8
     by_prompt: dict[int, np.ndarray]  # prompt index -> rows of its positives
+    negatives_by_prompt: dict[int, np.ndarray]  # prompt index -> rows of its images rated unfaithful
 
 
-def load_pairs(root: Path, split: str, size: int, min_rating: float) -> tuple[pd.DataFrame, PairData]:
+def load_pairs(
+    root: Path, split: str, size: int, min_rating: float, max_negative_rating: float = 0.0
+) -> tuple[pd.DataFrame, PairData]:
+    """Positives (and, when ``max_negative_rating`` >= 1, unfaithful candidates) of one split, decoded."""
     layout = schema.Layout(root)
     prompts = pd.read_parquet(layout.table("prompts")).reset_index(drop=True)
     images = pd.read_parquet(layout.table("images"))
-    rated = pd.read_parquet(layout.table("ratings")).groupby("image_id")["fidelity"].mean()
-    images = images[images.image_id.map(rated).fillna(0) >= min_rating]
-    index_of = pd.Series(prompts.index, index=prompts.prompt_id)
-    images = images[images.prompt_id.map(prompts.set_index("prompt_id")["split"]) == split]
-    prompt_index = index_of.loc[images.prompt_id].to_numpy()
+    rated = images.image_id.map(pd.read_parquet(layout.table("ratings")).groupby("image_id")["fidelity"].mean())
+    in_split = images.prompt_id.map(prompts.set_index("prompt_id")["split"]) == split
+    keep = in_split & rated.notna() & ((rated >= min_rating) | (rated <= max_negative_rating))
+    images, rated = images[keep], rated[keep].to_numpy()
+    prompt_index = pd.Series(prompts.index, index=prompts.prompt_id).loc[images.prompt_id].to_numpy()
     pixels = load_pixels([root / p for p in images.path], size)
-    by_prompt = {int(p): np.flatnonzero(prompt_index == p) for p in np.unique(prompt_index)}
-    return prompts, PairData(prompt_index, pixels, by_prompt)
+    positive = rated >= min_rating
+
+    def group(mask: np.ndarray) -> dict[int, np.ndarray]:
+        return {int(p): np.flatnonzero(mask & (prompt_index == p)) for p in np.unique(prompt_index[mask])}
+
+    return prompts, PairData(prompt_index, pixels, group(positive), group(~positive))
 
 
 @torch.no_grad()
@@ -69,9 +78,11 @@ def frozen_text_features(encoder: Encoder, texts: list[str], batch: int = 256) -
 
 
 def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE; image rows beyond len(text) are extra negatives for the text->image direction."""
+    n = len(text)
     logits = logit_scale.exp().clamp(max=100) * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
-    target = torch.arange(len(logits))
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    target = torch.arange(n)
+    return (F.cross_entropy(logits[:n], target) + F.cross_entropy(logits.T, target)) / 2
 
 
 def recall_at_1(image: np.ndarray, text: np.ndarray) -> dict[str, float]:
@@ -147,7 +158,8 @@ def train(data_dir: Path, run: Path, cfg: EncoderTrainConfig, progress: bool = T
     encoder = Encoder.create(cfg.model)
     encoder.model.visual.output_tokens = False
     size = encoder.image_spec.size
-    prompts, train_data = load_pairs(data_dir, "train", size, cfg.min_fidelity_rating)
+    negative_rating = cfg.max_negative_rating if cfg.hard_negatives else 0.0
+    prompts, train_data = load_pairs(data_dir, "train", size, cfg.min_fidelity_rating, negative_rating)
     _, test_data = load_pairs(data_dir, "test", size, cfg.min_fidelity_rating)
     if len(train_data.by_prompt) < 2:
         raise ValueError(f"{data_dir} has fewer than 2 training prompts with a positive image")
@@ -161,7 +173,11 @@ def train(data_dir: Path, run: Path, cfg: EncoderTrainConfig, progress: bool = T
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="encoder", disable=not progress):
         rng = np.random.default_rng([cfg.seed, step])
         chosen = rng.choice(train_prompts, size=batch, replace=False)
-        rows = np.array([rng.choice(train_data.by_prompt[p]) for p in chosen])
+        picked = [rng.choice(train_data.by_prompt[p]) for p in chosen]
+        if cfg.hard_negatives:
+            negatives = train_data.negatives_by_prompt
+            picked += [rng.choice(negatives[p]) for p in chosen if p in negatives]
+        rows = np.array(picked)
         encoder.model.train()
         image = encoder.model.visual(encoder.image_tensor(train_data.pixels[rows]))
         loss = clip_loss(image, encoder.model.text.proj(text_features[chosen]), encoder.model.logit_scale)
@@ -184,11 +200,30 @@ def train(data_dir: Path, run: Path, cfg: EncoderTrainConfig, progress: bool = T
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             _save_checkpoint(run, encoder, optimizer, step + 1, cfg)
     log.close()
-    return _finish(run, encoder, text_features, test_data, cfg, data_dir)
+    return _finish(run, encoder, text_features, test_data, cfg, data_dir, cfg.steps)
+
+
+def finalize(data_dir: Path, run: Path, cfg: EncoderTrainConfig) -> dict:
+    """Stop early: publish the last checkpoint of an unfinished run as the encoder (records the step reached)."""
+    encoder = Encoder.create(cfg.model)
+    encoder.model.visual.output_tokens = False
+    optimizer = _optimizer(_trainable(encoder), cfg)
+    step = _resume(run, encoder, optimizer, cfg)
+    if step == 0:
+        raise ValueError(f"{run} has no checkpoint to finalize")
+    prompts, test_data = load_pairs(data_dir, "test", encoder.image_spec.size, cfg.min_fidelity_rating)
+    text_features = frozen_text_features(encoder, prompts.text.tolist())
+    return _finish(run, encoder, text_features, test_data, cfg, data_dir, step)
 
 
 def _finish(
-    run: Path, encoder: Encoder, text_features: torch.Tensor, test: PairData, cfg: EncoderTrainConfig, data_dir: Path
+    run: Path,
+    encoder: Encoder,
+    text_features: torch.Tensor,
+    test: PairData,
+    cfg: EncoderTrainConfig,
+    data_dir: Path,
+    steps_done: int,
 ) -> dict:
     metrics = evaluate(encoder, text_features, test)
     save_file({k: v.contiguous() for k, v in encoder.model.state_dict().items()}, run / WEIGHTS_FILE)
@@ -196,6 +231,7 @@ def _finish(
     meta = {
         "model": cfg.model,
         "config": asdict(cfg),
+        "steps_completed": steps_done,
         "test_retrieval": metrics,
         "data": {"path": str(data_dir), "table_sha256": card.get("table_sha256")},
         "image_spec": asdict(encoder.image_spec),

@@ -21,17 +21,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=f"(default {f.default})"
         )
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--finalize",
+        action="store_true",
+        help="stop early: publish the run's last checkpoint as the encoder (same settings as the run)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from .train import train
+    from .train import finalize, train
 
     cfg = EncoderTrainConfig(**{f.name: getattr(args, f.name) for f in fields(EncoderTrainConfig)})
     if not (args.data / "prompts.parquet").exists():
         print(f"error: {args.data} is not a dataset directory (no prompts.parquet)", file=sys.stderr)
         return 2
     try:
-        meta = train(args.data, args.out, cfg, progress=not args.no_progress)
+        if args.finalize:
+            meta = finalize(args.data, args.out, cfg)
+        else:
+            meta = train(args.data, args.out, cfg, progress=not args.no_progress)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
