@@ -1,7 +1,7 @@
 """Encoders (open_clip configs, training, resume, checkpoint loading), the feature cache and the P/S/N scorers.
 
 One tiny encoder (32 px, 1-layer ViT, the real pretrained MiniLM text tower) is trained once per session on a
-small shapes-world dataset; the orderings below must hold for it.
+small shapes-world dataset (the ``tiny`` fixture in conftest.py); the orderings below must hold for it.
 """
 
 from __future__ import annotations
@@ -14,50 +14,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from rewarddance_trainer.components.fit import Table, fit_components, style_text_embeddings
 from rewarddance_trainer.encoders import train as train_mod
-from rewarddance_trainer.encoders.config import EncoderTrainConfig
 from rewarddance_trainer.encoders.embed import FeatureCache, embed_dataset
 from rewarddance_trainer.encoders.model import WEIGHTS_FILE, Encoder
 from rewarddance_trainer.shapes.candidates import realize
 from rewarddance_trainer.shapes.render import render
-from rewarddance_trainer.shapes.synth import SynthConfig, synthesize
 from rewarddance_trainer.shapes.world import COLORS, STYLE_WORDS, STYLES, SceneSpec
 
 from rewarddance.components.base import FeatureBatch
 from rewarddance.components.bundle import ComponentSet
 from rewarddance.components.fidelity import FidelityScorer
 from rewarddance.components.novelty import NoveltyScorer
-
-TINY = EncoderTrainConfig(
-    model="shapes-clip-tiny", steps=150, batch_size=32, lr=2e-3, warmup=10, eval_every=50, ckpt_every=150
-)
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("tiny")
-    data = root / "data"
-    synthesize(
-        data, SynthConfig(n_prompts=120, images_per_prompt=4, image_size=32, seed=3, chunk_prompts=30), progress=False
-    )
-    run = root / "encoder"
-    meta = train_mod.train(data, run, TINY, progress=False)
-    cache = embed_dataset(data, run, data / "features" / "encoder", batch=64, progress_bar=False)
-    encoder = Encoder.load(run)
-    table = Table.load(data, cache)
-    rows = np.flatnonzero(table.images.split.to_numpy() == "train")
-    temperature = encoder.model.logit_scale.exp().clamp(max=100).item()
-    components = fit_components(table, rows, style_text_embeddings(encoder, STYLE_WORDS), temperature)
-    return {
-        "data": data,
-        "run": run,
-        "meta": meta,
-        "cache": cache,
-        "encoder": encoder,
-        "table": table,
-        "components": components,
-    }
 
 
 def _specs(data: Path, split: str = "train") -> list[tuple[str, SceneSpec]]:
@@ -97,7 +64,7 @@ def test_checkpoint_file_loads_through_open_clip_pretrained_path(tiny):
 
 
 def test_resumed_encoder_run_continues_the_same_curve(tiny, tmp_path, monkeypatch):
-    cfg = replace(TINY, steps=8, ckpt_every=4, eval_every=8, warmup=2)
+    cfg = replace(tiny["config"], steps=8, ckpt_every=4, eval_every=8, warmup=2)
     train_mod.train(tiny["data"], tmp_path / "straight", cfg, progress=False)
 
     real_save = train_mod._save_checkpoint
