@@ -151,10 +151,10 @@ def main() -> None:
             n,
             f"{held_out[n]['gold']:.3f}",
             f"{held_out[n].get('human', float('nan')):.3f}",
-            f"{loso_mean[n]:.3f} ± {loso_std[n]:.3f}",
+            f"{loso_mean[n]:.3f} ± {loso_std[n]:.3f}" if n in loso_mean else "n/a (probe needs every style)",
             GOALS.get(n, ""),
         ]
-        for n in names
+        for n in held_out
     ]
     table_md = markdown_table(
         [
@@ -174,7 +174,8 @@ def main() -> None:
     md = (
         f"# Component scorers vs gold\n\nData `{args.data}` ({len(test_rows)} test-split images), encoder "
         f"`{args.encoder}`.\n\nMachine: {payload['machine']}\n\nCommand: `{payload['command']}`\n\n{table_md}\n\n"
-        f"`reward` = composite R with default weights 0.40/0.25/0.25/0.10 against the gold utility.\n\n"
+        "`reward` = composite R with default weights 0.40/0.25/0.25/0.10 against the gold utility. In "
+        "leave-one-style-out the style probe cannot cover the held-out style, so S there is zero-shot only.\n\n"
         f"## Leave-one-style-out (per style)\n\n{per_style}\n\n## Encoder retrieval (held-out prompts)\n\n"
         f"Faithful image of each test prompt vs all test prompts ({r['original']['n']}): "
         f"original text t2i R@1 {r['original']['t2i_r1']:.3f}, i2t R@1 {r['original']['i2t_r1']:.3f}; "
