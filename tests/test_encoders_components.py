@@ -231,3 +231,16 @@ def test_component_set_round_trips_with_identical_scores(tiny, tmp_path):
         loaded.composition.predict_features(feats), components.composition.predict_features(feats)
     )
     assert json.loads((tmp_path / "components.json").read_text())["components"][0] == "fidelity"
+
+
+def test_hard_negatives_only_enter_the_text_to_image_direction():
+    torch.manual_seed(0)
+    image, text = torch.randn(4, 8), torch.randn(4, 8)
+    scale = torch.tensor(2.0)
+    base = train_mod.clip_loss(image, text, scale)
+    # A negative identical to a text's positive makes that text's choice harder: the loss must rise.
+    with_negative = train_mod.clip_loss(torch.cat([image, image[:1]]), text, scale)
+    assert with_negative > base
+    # A negative pointing away from every text barely changes it.
+    far = -torch.nn.functional.normalize(text.sum(0, keepdim=True), dim=-1) * 10
+    assert train_mod.clip_loss(torch.cat([image, far]), text, scale) == pytest.approx(base.item(), abs=0.05)
