@@ -23,6 +23,7 @@ COMMANDS: dict[str, dict[str | None, str]] = {
     "train": {
         "encoder": "rewarddance_trainer.encoders.train_cmd",
         "components": "rewarddance_trainer.components.fit_cmd",
+        "reward": "rewarddance_trainer.reward.train_cmd",
     },
     "demo": {None: "rewarddance_trainer.demo"},
 }
