@@ -24,14 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _dataset(args: argparse.Namespace) -> tuple[Path, dict]:
     from .data.validate import validate_dataset
     from .shapes.preview import contact_sheet
-    from .shapes.synth import SynthConfig, synthesize
+    from .shapes.synth import SynthConfig, default_chunk_prompts, synthesize
 
     data = args.out / "shapes"
     config = SynthConfig(
         n_prompts=args.prompts,
         images_per_prompt=args.images_per_prompt,
         seed=args.seed,
-        chunk_prompts=max(5, min(100, args.prompts // 16 or 1)),
+        chunk_prompts=default_chunk_prompts(args.prompts),
     )
     card = synthesize(data, config, overwrite=True, command=f"rewarddance demo --out {args.out}")
     problems = validate_dataset(data)

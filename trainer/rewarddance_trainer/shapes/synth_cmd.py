@@ -39,16 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def _chunk_size(args: argparse.Namespace) -> int:
-    if args.chunk_prompts:
-        return args.chunk_prompts
-    # Enough chunks to keep every worker busy, small enough that a resume loses little work.
-    return max(5, min(100, args.prompts // 16 or 1))
-
-
 def run(args: argparse.Namespace) -> int:
     from .raters import RaterConfig
-    from .synth import SynthConfig, synthesize
+    from .synth import SynthConfig, default_chunk_prompts, synthesize
 
     try:
         config = SynthConfig(
@@ -66,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                 temperature=args.bt_temperature,
                 tie_strength=args.tie_strength,
             ),
-            chunk_prompts=_chunk_size(args),
+            chunk_prompts=args.chunk_prompts or default_chunk_prompts(args.prompts),
         )
         command = "rewarddance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         card = synthesize(
