@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from common import RESULTS, command, machine, markdown_table, write_result
-from rewarddance_trainer.components.fit import Table, fit_components, style_text_embeddings
+from rewarddance_trainer.components.fit import Table, component_signals, fit_components, style_text_embeddings
 from rewarddance_trainer.encoders.model import Encoder
 from rewarddance_trainer.encoders.train import recall_at_1
 from rewarddance_trainer.shapes.prompts import describe
@@ -44,13 +44,8 @@ def component_scores(components: ComponentSet, table: Table, rows: np.ndarray) -
     batch = table.batch(rows)
     features = np.asarray(table.cache.array("pixel_features")[rows])
     style = components.style
-    out = {
-        "fidelity": components.fidelity.score(batch),
-        "style": style.score(batch),
-        "composition": components.composition.predict_features(features),
-        "novelty": components.novelty.score(batch),
-        "composition (rule only)": rule_score(features),
-    }
+    out = dict(zip(COMPONENTS, component_signals(components, table, rows).T, strict=True))
+    out["composition (rule only)"] = rule_score(features)
     if style.probe_w is not None:
         for mode in ("zero-shot", "probe"):
             style.mode = mode

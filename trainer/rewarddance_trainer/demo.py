@@ -56,7 +56,7 @@ def _components(data: Path, out: Path) -> None:
     from rewarddance.components.base import COMPONENTS
     from rewarddance.components.composite import composite, resolve_weights
 
-    from .components.fit import Table, fit_components, style_text_embeddings
+    from .components.fit import Table, component_signals, fit_components, style_text_embeddings
     from .encoders.config import EncoderTrainConfig
     from .encoders.embed import embed_dataset
     from .encoders.model import Encoder
@@ -84,16 +84,7 @@ def _components(data: Path, out: Path) -> None:
         table, np.flatnonzero(split == "train"), style_text_embeddings(encoder, STYLE_WORDS), temperature
     )
     test = np.flatnonzero(split == "test")
-    batch = table.batch(test)
-    scores = np.stack(
-        [
-            components.fidelity.score(batch),
-            components.style.score(batch),
-            components.composition.predict_features(np.asarray(table.cache.array("pixel_features")[test])),
-            components.novelty.score(batch),
-        ],
-        axis=1,
-    )
+    scores = component_signals(components, table, test)
     reward = composite(scores, resolve_weights(None))
     gold = pd.read_parquet(data / "gold" / "gold.parquet").set_index("image_id").loc[table.images.image_id.iloc[test]]
     r = meta["test_retrieval"]

@@ -25,7 +25,7 @@ from rewarddance.components.base import COMPONENTS
 from rewarddance.components.bundle import ComponentSet
 from rewarddance.components.style import StyleScorer
 
-from ..components.fit import Table, fit_components
+from ..components.fit import Table, component_signals, fit_components
 from ..data import schema
 
 SIGNAL_FOLDS = 5
@@ -78,19 +78,6 @@ def load_pairs(data: Path, table: Table) -> Pairs:
     row_of = pd.Series(np.arange(len(table.images)), index=table.images.image_id)
     rows = np.stack([row_of.loc[pairs.image_a].to_numpy(), row_of.loc[pairs.image_b].to_numpy()], axis=1)
     return Pairs(rows, pairs.winner.map(PAIR_TARGET).to_numpy(dtype=np.float32))
-
-
-def component_signals(components: ComponentSet, table: Table, rows: np.ndarray) -> np.ndarray:
-    """(len(rows), 4) baseline scores in COMPONENTS order, from cached features (composition from pixel features)."""
-    batch = table.batch(rows)
-    pixel_features = np.asarray(table.cache.array("pixel_features")[rows])
-    scores = {
-        "fidelity": components.fidelity.score(batch),
-        "style": components.style.score(batch),
-        "composition": components.composition.predict_features(pixel_features),
-        "novelty": components.novelty.score(batch),
-    }
-    return np.stack([scores[c] for c in COMPONENTS], axis=1).astype(np.float32)
 
 
 def fit_scorers(table: Table, rows: np.ndarray, style: StyleScorer) -> ComponentSet:
