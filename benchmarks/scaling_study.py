@@ -5,7 +5,8 @@ training time, peak memory and inference latency.
         --time-limit large=7200 --runs runs/scaling
 
 Each scale trains through ``rewarddance train reward`` in its own process (so peak RSS is that run's alone): once
-on the train split, validated on the test split, and (unless ``--no-loso``) once per held-out style. Budgets are
+on the train split, with the best step picked on the val split (evaluated ``--evals`` times) and that model tested
+once on the test split, and (unless ``--no-loso``) once per held-out style. Budgets are
 flags and every row states its own (steps done, samples seen, hardware); a time limit stops a run early and the
 row says so. Rerunning resumes or reuses finished runs. Baselines, on the same splits:
 - zero-shot composite: R = default-weighted composite of the four component scorers (fitted on the training rows);
@@ -68,7 +69,7 @@ def train_run(args: argparse.Namespace, scale: str, steps: int, time_limit: floa
     cmd = [sys.executable, "-m", "rewarddance.cli", "train", "reward", "--data", str(args.data), "--scale", scale]
     cmd += ["--features", str(args.features), "--components", str(args.components), "--out", str(out)]
     cmd += ["--steps", str(steps), "--warmup", str(min(args.warmup, steps // 10)), "--lr", str(args.lr[scale])]
-    cmd += ["--eval-every", str(max(1, steps // 5)), "--time-limit", str(time_limit), *extra]
+    cmd += ["--eval-every", str(max(1, steps // args.evals)), "--time-limit", str(time_limit), *extra]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -103,11 +104,13 @@ def scale_row(args: argparse.Namespace, scale: str, examples: Examples, table: T
         "name": scale,
         "parameters": manifest["parameters"],
         "in_domain": manifest["metrics"],
+        "val": manifest["val_metrics"],
         "gold": evaluate.gold_spearman(args.data, table.images.image_id.iloc[rows], components, reward),
         "budget": {
             "steps_done": manifest["steps_done"],
             "steps_planned": manifest["train"]["steps"],
             "stopped_by_time_limit": manifest["stopped_by_time_limit"],
+            "selected_step": manifest["selected_step"],
             "samples_seen": manifest["samples_seen"],
             "hardware": f"{manifest['device']} x{manifest['world_size']}, {torch.get_num_threads()} threads",
         },
@@ -227,7 +230,8 @@ def markdown(payload: dict) -> str:
         if b["steps_done"]:
             seen = b["samples_seen"]
             limit = " (time limit)" if b["stopped_by_time_limit"] else ""
-            budget = f"{b['steps_done']}/{b['steps_planned']} steps{limit}, "
+            selected = f", selected step {b['selected_step']}" if b.get("selected_step") is not None else ""
+            budget = f"{b['steps_done']}/{b['steps_planned']} steps{limit}{selected}, "
             budget += f"{seen['rated_images']:,} img + {seen['pairs']:,} pairs, {b['hardware']}"
         else:
             budget = f"{b['samples_seen']}, {b['hardware']}"
@@ -258,7 +262,8 @@ def markdown(payload: dict) -> str:
         f"# Reward model scaling study\n\nData `{payload['data']}`; machine {payload['machine']}.\n\n"
         f"Command: `{payload['command']}`\n\n{markdown_table(headers, rows)}\n\n"
         f"Spearman R: the model's R against the default-weighted mean human ratings of the test split's images "
-        f"(noise ceiling {rho_ceiling:.3f}); pair accuracy on the test split's decided preference pairs (ceiling "
+        f"(noise ceiling {rho_ceiling:.3f}), for the step with the best val-split Spearman R; pair accuracy on the "
+        f"test split's decided preference pairs (ceiling "
         f"{ceiling.get('pairwise_accuracy', float('nan')):.3f}); R vs gold: against the simulator's utility. "
         f"LOSO: mean ± std over held-out styles (training on the train split's other prompts).\n"
     )
@@ -314,6 +319,7 @@ def main() -> None:
     parser.add_argument("--time-limit", nargs="+", default=[], help="SCALE=SECONDS per training run (default none)")
     parser.add_argument("--lr", nargs="+", default=[], help="SCALE=LR or LR for all (default 1e-4)")
     parser.add_argument("--warmup", type=int, default=1000, help="capped at a tenth of each run's steps")
+    parser.add_argument("--evals", type=int, default=10, help="val evaluations per run (model selection)")
     parser.add_argument("--no-loso", dest="loso", action="store_false")
     parser.add_argument("--runs", type=Path, default=Path("runs/scaling"))
     parser.add_argument("--out-dir", type=Path, default=RESULTS)

@@ -1,6 +1,8 @@
 """Reward model: scale parameter counts, the two losses, model invariants (masking, R, export), and training on
-the session's ``tiny`` fixture: it improves held-out Spearman, resumes on the same curve, never reads gold, runs
-cross-validation / leave-one-style-out, errors cleanly from the CLI, and trains identically on 2 DDP processes."""
+the session's ``tiny`` fixture: it improves held-out Spearman, selects the best val step (and keeps it across a
+resume and an early stop), saves the component scorers behind its signals, resumes on the same curve, never reads
+gold, runs cross-validation / leave-one-style-out, errors cleanly from the CLI, and trains identically on 2 DDP
+processes."""
 
 from __future__ import annotations
 
@@ -16,15 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from rewarddance_trainer.components.fit import Table
+from rewarddance_trainer.components.fit import Table, component_signals
 from rewarddance_trainer.reward import evaluate
 from rewarddance_trainer.reward import train as train_mod
 from rewarddance_trainer.reward.config import RewardModelConfig, RewardTrainConfig, load_scale
-from rewarddance_trainer.reward.data import build_examples, default_split, load_pairs
+from rewarddance_trainer.reward.data import build_examples, cv_splits, default_split, load_pairs, style_splits
 from rewarddance_trainer.reward.model import WEIGHTS_FILE, RewardModel, count_parameters, load_model
 from rewarddance_trainer.reward.train import bt_loss, mse_loss
 from safetensors.torch import load_file
 
+from rewarddance.components.bundle import ComponentSet
 from rewarddance.components.style import StyleScorer
 
 TINY = RewardTrainConfig(scale="tiny", steps=8, warmup=2, lr=1e-3, eval_every=4, ckpt_every=4)
@@ -37,6 +40,16 @@ def _train(tiny: dict, out: Path, cfg: RewardTrainConfig = TINY, **kwargs) -> di
 
 def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _examples(tiny: dict, split=None):
+    table = Table.load(tiny["data"], tiny["cache"])
+    style = StyleScorer.load(tiny["run"] / "components")
+    return table, build_examples(table, load_pairs(tiny["data"], table), split or default_split(table), style)
 
 
 # --- architecture ----------------------------------------------------------------------------------------------
@@ -120,10 +133,7 @@ def test_mse_loss_on_known_targets_skips_unrated_entries():
 def test_training_improves_held_out_spearman_over_the_untrained_model(tiny, tmp_path):
     cfg = replace(TINY, steps=150, warmup=15, eval_every=50, ckpt_every=150)
     manifest = _train(tiny, tmp_path / "run", cfg)
-    table = Table.load(tiny["data"], tiny["cache"])
-    examples = build_examples(
-        table, load_pairs(tiny["data"], table), default_split(table), StyleScorer.load(tiny["run"] / "components")
-    )
+    table, examples = _examples(tiny)
     torch.manual_seed(cfg.seed)
     untrained = RewardModel(train_mod.model_config(cfg, table.cache))
     before = evaluate.validate(untrained, examples, torch.device("cpu"))
@@ -141,12 +151,121 @@ def test_training_improves_held_out_spearman_over_the_untrained_model(tiny, tmp_
     assert len(pd.read_csv(run / "metrics.csv")) == 150
 
 
+# --- splits and model selection --------------------------------------------------------------------------------
+
+
+def test_splits_keep_train_val_and_test_disjoint_and_grouped_by_prompt(tiny):
+    table = Table.load(tiny["data"], tiny["cache"])
+    prompt = table.images.prompt_row.to_numpy()
+    split = table.images.split.to_numpy()
+    default = default_split(table)
+    assert (split[default.train_rows] == "train").all() and (split[default.val_rows] == "val").all()
+    assert (split[default.eval_rows] == "test").all() and len(default.val_rows) > 0
+    for s in [default, *cv_splits(table, 5), *style_splits(table)]:
+        parts = [set(prompt[rows].tolist()) for rows in (s.train_rows, s.val_rows, s.eval_rows)]
+        assert all(parts) and not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2]), s.name
+    folds = table.images.fold.to_numpy()
+    fold_1 = cv_splits(table, 5)[1]
+    assert set(folds[fold_1.eval_rows]) == {1} and set(folds[fold_1.val_rows]) == {2}
+    assert set(folds[fold_1.train_rows]) == {0, 3, 4}
+    with pytest.raises(ValueError, match="k >= 3"):
+        cv_splits(table, 2)
+
+
+def test_selected_weights_reproduce_the_best_logged_val_metric(tiny, tmp_path):
+    cfg = replace(TINY, steps=60, warmup=5, lr=3e-3, eval_every=5, ckpt_every=60)
+    manifest = _train(tiny, tmp_path / "run", cfg)
+    evals = [r for r in _log(tmp_path / "run") if "val_spearman_reward" in r]
+    assert [r["step"] for r in evals] == list(range(5, 61, 5))
+    best = max(evals, key=lambda r: (r["val_spearman_reward"], -r["step"]))  # ties -> the earlier step
+    assert manifest["selected_step"] == best["step"]
+    assert manifest["val_metrics"]["spearman_reward"] == best["val_spearman_reward"]
+    _, examples = _examples(tiny)
+    model = load_model(tmp_path / "run")
+    device = torch.device("cpu")
+    assert evaluate.validate(model, examples, device, "val") == manifest["val_metrics"]
+    test = evaluate.validate(model, examples, device, "test")
+    assert test == manifest["metrics"] and test["n_eval_images"] == len(examples.split.eval_rows)
+    assert manifest["split"]["val_images"] == len(examples.split.val_rows) > 0
+
+
+def _scripted_val(monkeypatch, values: dict[int, float]) -> None:
+    """val Spearman R at each evaluation step from ``values`` (the test split keeps the real metrics)."""
+    real = evaluate.validate
+    calls = {"step": 0}
+
+    def fake(model, examples, device, part="test"):
+        out = real(model, examples, device, part)
+        if part == "val":
+            out["spearman_reward"] = values[calls["step"]]
+        return out
+
+    real_step = train_mod.learning_rate
+
+    def counting(step, cfg):  # called once per step before its evaluation: tells the fake which step it scores
+        calls["step"] = step + 1
+        return real_step(step, cfg)
+
+    monkeypatch.setattr(evaluate, "validate", fake)
+    monkeypatch.setattr(train_mod, "learning_rate", counting)
+
+
+def test_selection_keeps_an_earlier_step_across_a_resume_and_an_early_stop(tiny, tmp_path, monkeypatch):
+    _scripted_val(monkeypatch, {2: 0.5, 4: 0.3, 6: 0.5, 8: 0.2})  # best at step 2; step 6 only ties it
+    cfg = replace(TINY, eval_every=2, ckpt_every=4)
+    straight = _train(tiny, tmp_path / "straight", cfg)
+    assert straight["selected_step"] == 2 and straight["steps_done"] == 8 and not straight["stopped_early"]
+    assert straight["val_metrics"]["spearman_reward"] == 0.5
+    selected = load_file(tmp_path / "straight" / WEIGHTS_FILE)
+    last = load_file(tmp_path / "straight" / train_mod.CHECKPOINT)
+    assert any(not torch.equal(selected[k], last[k]) for k in selected)  # the selected model is not the last one
+
+    real_save = train_mod.save_checkpoint
+
+    def save_then_die(run, model, optimizer, step, identity, selection=None):
+        real_save(run, model, optimizer, step, identity, selection)
+        if step == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny, tmp_path / "resumed", cfg)
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("best-*")) == ["best-step00000002.safetensors"]
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    resumed = _train(tiny, tmp_path / "resumed", cfg)  # steps 5..8 only: step 2's weights come from the checkpoint
+    assert resumed["selected_step"] == 2 and resumed["selection"]["evaluations"] == 4
+    for name, tensor in load_file(tmp_path / "resumed" / WEIGHTS_FILE).items():
+        assert torch.equal(tensor, selected[name]), name
+
+    stopped = _train(tiny, tmp_path / "patience", replace(cfg, patience=2))  # evals at 4 and 6 do not improve
+    assert stopped["steps_done"] == 6 and stopped["stopped_early"] and not stopped["stopped_by_time_limit"]
+    assert stopped["selected_step"] == 2 and max(_losses(tmp_path / "patience")) == 6
+    again = _train(tiny, tmp_path / "patience", replace(cfg, patience=2))  # rerun: stays stopped, same model
+    assert again["steps_done"] == 6 and again["metrics"] == stopped["metrics"]
+    for name, tensor in load_file(tmp_path / "patience" / WEIGHTS_FILE).items():
+        assert torch.equal(tensor, selected[name]), name
+
+
+def test_run_saves_the_component_scorers_behind_its_val_and_test_signals(tiny, tmp_path):
+    manifest = _train(tiny, tmp_path / "run", replace(TINY, steps=2))
+    table, examples = _examples(tiny)
+    assert manifest["components_dir"] == "components"
+    assert manifest["encoder"] == json.loads((tiny["cache"] / "meta.json").read_text())["identity"]["encoder"]
+    saved = ComponentSet.load(tmp_path / "run" / manifest["components_dir"])
+    for rows in (examples.split.val_rows, examples.split.eval_rows):
+        assert np.array_equal(component_signals(saved, table, rows), examples.signals[rows])
+    train_rows = examples.split.train_rows  # cross-fitted: not what the saved (all-rows) scorers give
+    assert not np.array_equal(component_signals(saved, table, train_rows), examples.signals[train_rows])
+    card = json.loads((tmp_path / "run" / "components" / "components.json").read_text())
+    assert card["fit_rows"] == len(train_rows) and card["encoder"] == manifest["encoder"]
+
+
 def test_resumed_run_continues_the_same_curve(tiny, tmp_path, monkeypatch):
     _train(tiny, tmp_path / "straight")  # tiny has dropout 0.1: the masks must repeat too
     real_save = train_mod.save_checkpoint
 
-    def save_then_die(run, model, optimizer, step, identity):
-        real_save(run, model, optimizer, step, identity)
+    def save_then_die(run, model, optimizer, step, identity, selection=None):
+        real_save(run, model, optimizer, step, identity, selection)
         if step == 4:
             raise KeyboardInterrupt
 
@@ -217,7 +336,7 @@ def test_cli_errors_clearly_without_a_feature_cache(tiny, tmp_path):
 
 def test_two_ddp_processes_stay_in_sync_and_match_one_process(tiny, tmp_path):
     common = ["--data", str(tiny["data"]), "--scale", "tiny", "--steps", "4", "--warmup", "1", "--lr", "1e-3"]
-    common += ["--dropout", "0", "--eval-every", "100", "--no-progress"]
+    common += ["--dropout", "0", "--eval-every", "2", "--patience", "1", "--no-progress"]  # rank 0 decides
     env = {**os.environ, train_mod.CHECKSUM_ENV: "1", "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     ddp = subprocess.run(
@@ -234,7 +353,9 @@ def test_two_ddp_processes_stay_in_sync_and_match_one_process(tiny, tmp_path):
 
     sums = [json.loads((tmp_path / "ddp" / f"checksum-rank{r}.json").read_text())["sha256"] for r in (0, 1)]
     assert sums[0] == sums[1]
-    assert json.loads((tmp_path / "ddp" / "run.json").read_text())["world_size"] == 2
+    ddp_run, single_run = (json.loads((tmp_path / r / "run.json").read_text()) for r in ("ddp", "single"))
+    assert ddp_run["world_size"] == 2 and ddp_run["selection"]["evaluations"] == single_run["selection"]["evaluations"]
+    assert ddp_run["selected_step"] == single_run["selected_step"] and ddp_run["steps_done"] == single_run["steps_done"]
     ddp_weights, single_weights = (
         load_file(tmp_path / "ddp" / WEIGHTS_FILE),
         load_file(tmp_path / "single" / WEIGHTS_FILE),
@@ -247,3 +368,13 @@ def test_two_ddp_processes_stay_in_sync_and_match_one_process(tiny, tmp_path):
         assert (ddp_weights[name] - tensor).abs().max().item() < 1e-4, name
     ddp_losses, single_losses = _losses(tmp_path / "ddp"), _losses(tmp_path / "single")
     assert ddp_losses == pytest.approx(single_losses, abs=1e-4)
+
+
+def test_a_run_stopped_by_its_time_limit_resumes_under_a_larger_one(tiny, tmp_path):
+    cut = _train(tiny, tmp_path / "run", replace(TINY, time_limit=1e-9))  # out of time before the first step
+    assert cut["steps_done"] == 0 and cut["stopped_by_time_limit"] and cut["selected_step"] == 0
+    full = _train(tiny, tmp_path / "run", TINY)  # the time limit is a budget, not part of the run's identity
+    assert full["steps_done"] == 8 and not full["stopped_by_time_limit"] and full["selected_step"] in (4, 8)
+    _train(tiny, tmp_path / "straight")
+    assert _losses(tmp_path / "run") == _losses(tmp_path / "straight")
+    assert full["metrics"] == json.loads((tmp_path / "straight" / "run.json").read_text())["metrics"]

@@ -79,8 +79,9 @@ class RewardTrainConfig:
     # loss = mse_weight * MSE + BT. MSE on [0, 1] targets is ~10x smaller than BT's log-loss; on shapes2k (small,
     # 300 steps) weight 10 gave held-out Spearman R 0.578 vs 0.558 and much better heads (composition 0.81 vs 0.70).
     mse_weight: float = 10.0
-    eval_every: int = 1000
+    eval_every: int = 1000  # validate on the val rows; the best step by val Spearman R is the run's model
     ckpt_every: int = 1000
+    patience: int = 0  # stop after this many evaluations without a better val Spearman R (0: never)
     time_limit: float = 0.0  # seconds of training before stopping early (0: none); the budget flag of benchmarks
     dropout: float | None = None  # overrides the scale's dropout (exactness tests use 0)
     seed: int = 0
@@ -91,5 +92,7 @@ class RewardTrainConfig:
         for name in ("steps", "batch_size", "eval_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")

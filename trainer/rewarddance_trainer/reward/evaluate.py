@@ -1,4 +1,5 @@
-"""Validation of a reward model on held-out rows, set against the dataset's noise ceiling.
+"""Validation of a reward model on held-out rows (the val rows that select the model, or the test rows that
+evaluate the selected one), set against the dataset's noise ceiling.
 
 - Spearman of each component head with the mean human rating, and of R with the same weighted mean of ratings;
 - pairwise accuracy on held-out preference pairs (ties excluded);
@@ -56,23 +57,31 @@ def pair_accuracy(reward_by_row: np.ndarray, pairs: Pairs) -> float:
 
 
 def metrics(
-    examples: Examples, rows: np.ndarray, components: np.ndarray, reward: np.ndarray, weights: np.ndarray
+    examples: Examples,
+    rows: np.ndarray,
+    components: np.ndarray,
+    reward: np.ndarray,
+    weights: np.ndarray,
+    pairs: Pairs | None = None,
 ) -> dict[str, float]:
+    """Metrics of predictions on image ``rows``; pair accuracy on ``pairs`` (default: the test rows' pairs)."""
+    pairs = examples.eval_pairs if pairs is None else pairs
     targets = examples.targets[rows]
     out = {f"spearman_{c}": spearman(components[:, i], targets[:, i]) for i, c in enumerate(COMPONENTS)}
     out["spearman_reward"] = spearman(reward, targets @ weights)  # NaN unless all four are rated
     reward_by_row = np.full(len(examples.targets), np.nan)
     reward_by_row[rows] = reward
-    out["pair_accuracy"] = pair_accuracy(reward_by_row, examples.eval_pairs)
+    out["pair_accuracy"] = pair_accuracy(reward_by_row, pairs)
     out["n_eval_images"] = len(rows)
-    out["n_eval_pairs"] = int((examples.eval_pairs.target != 0.5).sum())
+    out["n_eval_pairs"] = int((pairs.target != 0.5).sum())
     return out
 
 
-def validate(model: RewardModel, examples: Examples, device: torch.device) -> dict[str, float]:
-    rows = examples.split.eval_rows
+def validate(model: RewardModel, examples: Examples, device: torch.device, part: str = "test") -> dict[str, float]:
+    """Metrics on the ``part`` ("val" or "test") rows of ``examples``."""
+    rows, pairs = examples.held_out(part)
     components, reward = predict(model, examples, rows, device)
-    return metrics(examples, rows, components, reward, model.weights.cpu().numpy())
+    return metrics(examples, rows, components, reward, model.weights.cpu().numpy(), pairs)
 
 
 def against_ceiling(values: dict[str, float], ceiling: dict | None) -> dict[str, dict[str, float]]:

@@ -5,11 +5,18 @@ the MSE loss on the four heads and ``batch_size`` preference pairs for the Bradl
 through the model in one forward pass, and takes an AdamW step (warmup + cosine, gradient norm clipped to 1).
 Checkpoints every ``ckpt_every`` steps; rerunning the same command resumes from the last one.
 
+Model selection: every ``eval_every`` steps (and at the last step) the model is validated on the split's val rows;
+the step with the best val Spearman R (ties: the earlier step) is kept, in memory and with each checkpoint, so a
+resume keeps it too. ``patience`` > 0 stops after that many evaluations without improvement. At the end the
+selected weights are tested once on the held-out test rows and written as ``reward.safetensors``, next to the
+component scorers (fitted on the training rows) that made the val / test signals, in ``components/``.
+
 Under torchrun (RANK / WORLD_SIZE set) the process group starts (gloo on CPU, nccl on GPU), the model is wrapped
 in DDP and every rank takes its shard of the same global batch. Losses are sums over the shard divided by the
-*global* batch's count, so the averaged gradient equals the single-process one; only rank 0 writes files.
+*global* batch's count, so the averaged gradient equals the single-process one; only rank 0 writes files and
+validates (it broadcasts the early-stopping decision).
 
-``train`` runs one split (train vs test by default), or every fold of ``--cv K`` / ``--leave-one-style-out`` into
+``train`` runs one split (train / val / test by default), or every fold of ``--cv K`` / ``--leave-one-style-out`` into
 ``RUN/<fold>/`` followed by a per-fold table with mean +- std.
 """
 
@@ -49,6 +56,9 @@ from .model import MANIFEST_FILE, WEIGHTS_FILE, RewardModel, parameter_count
 
 CHECKPOINT = "checkpoint.safetensors"
 TRAIN_STATE = "train_state.pt"
+BEST_PREFIX = "best-step"  # best-step<N>.safetensors: the selected weights so far (named by step: atomic resume)
+COMPONENTS_DIR = "components"
+SELECTION_METRIC = "spearman_reward"
 CHECKSUM_ENV = "REWARDDANCE_DEBUG_CHECKSUMS"  # set: every rank writes checksum-rank<r>.json (the DDP sync test)
 
 
@@ -192,29 +202,103 @@ def train_step(
     return tuple(dist.sum(torch.stack([mse.detach(), bt.detach()])))
 
 
+# --- model selection -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """The best val evaluation so far (rank 0's; other ranks only learn ``stopped``)."""
+
+    step: int | None = None
+    metrics: dict | None = None
+    weights: dict[str, torch.Tensor] | None = None  # CPU copy of the state dict at ``step``
+    evals: int = 0
+    evals_since_best: int = 0
+    stopped_early: bool = False
+
+    @property
+    def value(self) -> float:
+        v = self.metrics[SELECTION_METRIC] if self.metrics else float("nan")
+        return v if math.isfinite(v) else -math.inf
+
+    def update(self, step: int, metrics: dict, model: RewardModel) -> bool:
+        """Record an evaluation; True when it is the new best (strictly better: ties keep the earlier step)."""
+        self.evals += 1
+        value = metrics[SELECTION_METRIC]
+        value = value if math.isfinite(value) else -math.inf
+        if self.step is None or value > self.value:
+            self.step, self.metrics, self.evals_since_best = step, dict(metrics), 0
+            self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return True
+        self.evals_since_best += 1
+        return False
+
+    def state(self) -> dict:
+        """Everything but the weights (they go to their own file)."""
+        return {
+            "step": self.step,
+            "metrics": self.metrics,
+            "evals": self.evals,
+            "evals_since_best": self.evals_since_best,
+            "stopped_early": self.stopped_early,
+        }
+
+
+def _best_file(step: int) -> str:
+    return f"{BEST_PREFIX}{step:08d}.safetensors"
+
+
+def _val_record(metrics: dict) -> dict:
+    return {f"val_{k}": v for k, v in metrics.items()}
+
+
 # --- checkpoints -----------------------------------------------------------------------------------------------
 
 
 def _identity(cfg: RewardTrainConfig, model_cfg: RewardModelConfig, split: Split, table_sha: dict | None) -> dict:
-    return {"train": asdict(cfg), "model": asdict(model_cfg), "split": split.name, "data": table_sha}
+    """What a checkpoint must match to be resumed. The time limit is a budget, not part of the recipe: a run it
+    stopped resumes under a larger one."""
+    train = {k: v for k, v in asdict(cfg).items() if k != "time_limit"}
+    return {"train": train, "model": asdict(model_cfg), "split": split.name, "data": table_sha}
 
 
-def save_checkpoint(run: Path, model: RewardModel, optimizer: torch.optim.Optimizer, step: int, identity: dict) -> None:
+def save_checkpoint(
+    run: Path,
+    model: RewardModel,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    identity: dict,
+    selection: Selection | None = None,
+) -> None:
+    """Weights, optimizer, step and the best-so-far; train_state.pt is written last (it names the best file), so a
+    crash anywhere leaves the previous checkpoint whole."""
+    selection = selection or Selection()
+    if selection.step is not None and not (run / _best_file(selection.step)).exists():
+        save_file({k: v.contiguous() for k, v in selection.weights.items()}, run / (BEST_PREFIX + ".tmp"))
+        (run / (BEST_PREFIX + ".tmp")).replace(run / _best_file(selection.step))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / (CHECKPOINT + ".tmp"))
-    torch.save({"optimizer": optimizer.state_dict(), "step": step, "identity": identity}, run / (TRAIN_STATE + ".tmp"))
+    state = {"optimizer": optimizer.state_dict(), "step": step, "identity": identity, "selection": selection.state()}
+    torch.save(state, run / (TRAIN_STATE + ".tmp"))
     (run / (CHECKPOINT + ".tmp")).replace(run / CHECKPOINT)
     (run / (TRAIN_STATE + ".tmp")).replace(run / TRAIN_STATE)
+    for stale in run.glob(f"{BEST_PREFIX}*.safetensors"):
+        if selection.step is None or stale.name != _best_file(selection.step):
+            stale.unlink()
 
 
-def resume(run: Path, model: RewardModel, optimizer: torch.optim.Optimizer, identity: dict) -> int:
+def resume(run: Path, model: RewardModel, optimizer: torch.optim.Optimizer, identity: dict) -> tuple[int, Selection]:
+    """(step, best-so-far) of the last checkpoint in ``run`` (0 and an empty selection when there is none)."""
     if not (run / TRAIN_STATE).exists():
-        return 0
+        return 0, Selection()
     state = torch.load(run / TRAIN_STATE, weights_only=False, map_location="cpu")
     if state["identity"] != identity:
         raise ValueError(f"{run} holds a run with other settings; use a new --out or the same settings to resume")
     model.load_state_dict(load_file(run / CHECKPOINT))
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    selection = Selection(**state["selection"])
+    if selection.step is not None:
+        selection.weights = load_file(run / _best_file(selection.step))
+    return int(state["step"]), selection
 
 
 def _read_log(run: Path, upto: int) -> list[dict]:
@@ -245,7 +329,7 @@ def train_split(
     model.bt_log_scale.requires_grad_(cfg.bt)  # unused without the BT loss (DDP rejects unused trainables)
     optimizer = _optimizer(model, cfg)
     identity = _identity(cfg, model_cfg, examples.split, context["data"]["table_sha256"])
-    start = resume(run, model, optimizer, identity)
+    start, selection = resume(run, model, optimizer, identity)
     ddp = DistributedDataParallel(model) if dist.world > 1 else model
 
     records = _read_log(run, start) if dist.main else []
@@ -254,9 +338,9 @@ def train_split(
     started = time.perf_counter() - (records[-1]["seconds"] if records else 0.0)
     step = start
     bar = tqdm(total=cfg.steps, initial=start, desc=f"reward {cfg.scale}", disable=not (progress and dist.main))
-    while step < cfg.steps:
-        stop_early = cfg.time_limit > 0 and dist.agree(time.perf_counter() - started > cfg.time_limit)
-        if stop_early:
+    while step < cfg.steps and not selection.stopped_early:
+        out_of_time = cfg.time_limit > 0 and dist.agree(time.perf_counter() - started > cfg.time_limit)
+        if out_of_time:
             break
         torch.manual_seed(_step_seed(cfg, step, dist.rank))
         lr = learning_rate(step, cfg)
@@ -278,22 +362,32 @@ def train_split(
             "seconds": round(time.perf_counter() - started, 2),
             "peak_rss_mb": peak_rss_mb(),
         }
-        if dist.main and step % cfg.eval_every == 0 and step < cfg.steps:  # the last step's comes from finish
-            record.update({f"val_{k}": v for k, v in evaluate.validate(model, examples, dist.device).items()})
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            if dist.main:
+                val = evaluate.validate(model, examples, dist.device, "val")
+                record.update(_val_record(val))
+                selection.update(step, val, model)
+            if cfg.patience:
+                selection.stopped_early = dist.agree(dist.main and selection.evals_since_best >= cfg.patience)
         if dist.main:
             records.append(record)
             _append_log(run, record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                save_checkpoint(run, model, optimizer, step, identity)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps or selection.stopped_early:
+                save_checkpoint(run, model, optimizer, step, identity, selection)
         bar.update(1)
     bar.close()
-    if dist.main and step < cfg.steps:  # stopped by the time limit: keep what was trained
-        save_checkpoint(run, model, optimizer, step, identity)
+    if dist.main and step < cfg.steps and not selection.stopped_early:  # stopped by the time limit
+        if records and records[-1]["step"] == step and "val_spearman_reward" not in records[-1]:
+            val = evaluate.validate(model, examples, dist.device, "val")  # the last step trained is a candidate too
+            records[-1].update(_val_record(val))
+            selection.update(step, val, model)
+            _write_log(run, records)
+        save_checkpoint(run, model, optimizer, step, identity, selection)  # keep what was trained
     _write_checksum(run, model, dist)
     if not dist.main:
         return {}
-    return finish(run, model, examples, cfg, model_cfg, context, dist, step, records)
+    return finish(run, model, examples, cfg, model_cfg, context, dist, step, records, selection)
 
 
 def _check_trainable(examples: Examples, cfg: RewardTrainConfig, dist: Distributed) -> None:
@@ -338,17 +432,28 @@ def finish(
     dist: Distributed,
     steps_done: int,
     records: list[dict],
+    selection: Selection,
 ) -> dict:
-    """Final validation, weights, plots and the run manifest."""
-    rows = examples.split.eval_rows
+    """The selected weights tested once on the held-out rows; weights, component scorers, plots and the manifest."""
+    if selection.step is None:  # nothing was trained (e.g. a time limit of ~0): the initial weights are the model
+        selection.update(steps_done, evaluate.validate(model, examples, dist.device, "val"), model)
+    model.load_state_dict(selection.weights)
+    rows, pairs = examples.held_out("test")
     components, reward = evaluate.predict(model, examples, rows, dist.device)
-    final = evaluate.metrics(examples, rows, components, reward, model.weights.cpu().numpy())
+    final = evaluate.metrics(examples, rows, components, reward, model.weights.cpu().numpy(), pairs)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / WEIGHTS_FILE)
-    if records:  # the final validation belongs to the last step's record
-        records[-1].update({f"val_{k}": v for k, v in final.items()})
-        _write_log(run, records)
+    (run / COMPONENTS_DIR).mkdir(exist_ok=True)
+    examples.components.save(
+        run / COMPONENTS_DIR,
+        {
+            "encoder": context["encoder"],
+            "features": context["features"],
+            "fit_rows": len(examples.split.train_rows),
+            "fit_on": f"training rows of split {examples.split.name!r} (the scorers behind the val / test signals)",
+        },
+    )
     write_csv(run)
-    plot_curves(run, context["noise_ceiling"])
+    plot_curves(run, context["noise_ceiling"], selection.step, final)
     evaluate.plot_calibration(components, examples.targets[rows], run / "calibration.png")
     split = examples.split
     manifest = {
@@ -360,18 +465,30 @@ def finish(
         "split": {
             "name": split.name,
             "train_images": len(split.train_rows),
+            "val_images": len(split.val_rows),
             "eval_images": len(split.eval_rows),
             "train_pairs": len(examples.train_pairs.target),
+            "val_pairs": len(examples.val_pairs.target),
             "eval_pairs": len(examples.eval_pairs.target),
         },
         "steps_done": steps_done,
-        "stopped_by_time_limit": steps_done < cfg.steps,
+        "stopped_by_time_limit": steps_done < cfg.steps and not selection.stopped_early,
+        "stopped_early": selection.stopped_early,
+        "selected_step": selection.step,
+        "selection": {
+            "metric": f"val {SELECTION_METRIC}",
+            "eval_every": cfg.eval_every,
+            "patience": cfg.patience,
+            "evaluations": selection.evals,
+        },
         "samples_seen": {
             "rated_images": steps_done * cfg.batch_size * cfg.mse,
             "pairs": steps_done * cfg.batch_size * cfg.bt,
         },
-        "metrics": final,
+        "metrics": final,  # test rows, selected weights
+        "val_metrics": selection.metrics,  # val rows, selected weights (the best logged evaluation)
         "vs_noise_ceiling": evaluate.against_ceiling(final, context["noise_ceiling"]),
+        "components_dir": COMPONENTS_DIR,
         "wall_seconds": records[-1]["seconds"] if records else 0.0,
         "seconds_per_step": _seconds_per_step(records),
         # Over every process that trained this run (resumes included), not only this one.
@@ -401,7 +518,7 @@ def write_csv(run: Path) -> None:
         writer.writerows(records)
 
 
-def plot_curves(run: Path, ceiling: dict | None) -> None:
+def plot_curves(run: Path, ceiling: dict | None, selected: int | None = None, test: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -416,11 +533,15 @@ def plot_curves(run: Path, ceiling: dict | None) -> None:
     ax1.set(xlabel="step", ylabel="training loss", yscale="log", title="reward model training")
     ax1.legend()
     for key, color in (("val_spearman_reward", "C0"), ("val_pair_accuracy", "C1")):
-        ax2.plot([r["step"] for r in evals], [r[key] for r in evals], marker="o", color=color, label=key[4:])
+        ax2.plot([r["step"] for r in evals], [r[key] for r in evals], marker="o", color=color, label=key)
+        if selected is not None and test:
+            ax2.plot([selected], [test[key[4:]]], marker="*", ms=12, color=color, ls="", label=f"test_{key[4:]}")
+    if selected is not None:
+        ax2.axvline(selected, color="grey", lw=0.8, ls=":", label=f"selected step {selected}")
     if ceiling:
         ax2.axhline(ceiling["spearman_vs_mean_rating"]["reward"], color="C0", ls="--", lw=0.8, label="ceiling rho")
         ax2.axhline(ceiling["pairwise_accuracy"], color="C1", ls="--", lw=0.8, label="ceiling pair acc.")
-    ax2.set(xlabel="step", ylabel="held-out", title="validation")
+    ax2.set(xlabel="step", ylabel="val / test", title="model selection on val, selected model on test")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(run / "curves.png", dpi=110)
@@ -468,7 +589,7 @@ def train(
     leave_one_style_out: bool = False,
     progress: bool = True,
 ) -> dict:
-    """One run (train split vs test split), or one per fold into RUN/<fold>/ plus a summary; returns the
+    """One run (train / val / test splits), or one per fold into RUN/<fold>/ plus a summary; returns the
     manifest, or the summary for folds (empty on ranks other than 0)."""
     dist = init_distributed()
     try:
@@ -498,6 +619,7 @@ def _train_all(
         "data": {"path": str(data), "table_sha256": card.get("table_sha256")},
         "features": str(features),
         "components": str(components),
+        "encoder": table.cache.meta["identity"]["encoder"],
         "code_version": code_version(),
         "noise_ceiling": card.get("noise_ceiling"),
     }
@@ -517,7 +639,9 @@ def write_summary(run: Path, kind: str, manifests: dict[str, dict]) -> dict:
     """Per-fold metrics and mean +- std (sample std over folds) as ``<kind>.json`` and ``<kind>.md``."""
     keys = [f"spearman_{c}" for c in (*COMPONENTS, "reward")] + ["pair_accuracy"]
     per_fold = {
-        name: {k: m["metrics"][k] for k in [*keys, "n_eval_images", "n_eval_pairs"]} for name, m in manifests.items()
+        name: {k: m["metrics"][k] for k in [*keys, "n_eval_images", "n_eval_pairs"]}
+        | {"selected_step": m["selected_step"], "val_spearman_reward": m["val_metrics"]["spearman_reward"]}
+        for name, m in manifests.items()
     }
     values = {k: np.array([f[k] for f in per_fold.values()], dtype=float) for k in keys}
     summary = {

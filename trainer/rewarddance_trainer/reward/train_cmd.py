@@ -1,11 +1,13 @@
 """Train the transformer reward model (MSE on the component ratings + Bradley-Terry on preferences); resumable.
 
 Examples:
-  rewarddance train reward --data data/shapes2k --scale small --out runs/reward-small --steps 3000 --warmup 100
+  rewarddance train reward --data data/shapes2k --scale small --out runs/reward-small --steps 3000 --warmup 100 \
+      --eval-every 100 --patience 5
   rewarddance train reward --data data/shapes2k --scale small --out runs/reward-small-cv --cv 5
   torchrun --standalone --nproc_per_node 2 -m rewarddance.cli train reward --data data/shapes2k --out runs/r2
 The feature cache defaults to the only one under DATA/features/; the component scorers (for the style text
-embeddings) default to the ``components/`` folder of the encoder run that built the cache.
+embeddings) default to the ``components/`` folder of the encoder run that built the cache. The run keeps the step
+with the best val Spearman R (evaluated every ``--eval-every`` steps) and tests it once on the test split.
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-mse", dest="mse", action="store_false", help="switch off the MSE loss on the heads")
     parser.add_argument("--no-bt", dest="bt", action="store_false", help="switch off the Bradley-Terry loss on R")
     parser.add_argument("--mse-weight", type=float, default=DEFAULTS.mse_weight, help="loss = w * MSE + BT")
-    parser.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every)
+    parser.add_argument(
+        "--eval-every", type=int, default=DEFAULTS.eval_every, help="steps between val evaluations (model selection)"
+    )
+    parser.add_argument(
+        "--patience", type=int, default=DEFAULTS.patience, help="stop after N evals without a better val R; 0 = never"
+    )
     parser.add_argument("--ckpt-every", type=int, default=DEFAULTS.ckpt_every)
     parser.add_argument("--time-limit", type=float, default=DEFAULTS.time_limit, help="seconds; 0 = no limit")
     parser.add_argument("--dropout", type=float, default=None, help="override the scale's dropout")
@@ -104,10 +111,11 @@ def _report(result: dict, out: Path) -> str:
             f"{std['spearman_reward']:.3f}, pair accuracy {mean['pair_accuracy']:.3f} ± {std['pair_accuracy']:.3f}; "
             f"table {out / (result['kind'] + '.md')}"
         )
-    m = result["metrics"]
+    m, v = result["metrics"], result["val_metrics"]
     line = (
-        f"{result['parameters']:,} parameters, {result['steps_done']} steps: held-out Spearman R "
-        f"{m['spearman_reward']:.3f}, pair accuracy {m['pair_accuracy']:.3f}"
+        f"{result['parameters']:,} parameters, {result['steps_done']} steps, selected step {result['selected_step']} "
+        f"(val Spearman R {v['spearman_reward']:.3f}): test Spearman R {m['spearman_reward']:.3f}, "
+        f"pair accuracy {m['pair_accuracy']:.3f}"
     )
     ceiling = result["vs_noise_ceiling"]
     if ceiling:
