@@ -26,6 +26,8 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "reward": "rewarddance_trainer.reward.train_cmd",
     },
     "demo": {None: "rewarddance_trainer.demo"},
+    "export": {None: "rewarddance_exporter.export_cmd"},
+    "bootstrap": {None: "rewarddance_exporter.bootstrap"},
 }
 
 

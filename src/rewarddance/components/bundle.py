@@ -28,6 +28,19 @@ class ComponentSet:
         """(n, 4) scores in COMPONENTS order."""
         return np.stack([getattr(self, name).score(batch) for name in COMPONENTS], axis=1)
 
+    def signals(self, batch: FeatureBatch, pixel_features: np.ndarray) -> np.ndarray:
+        """(n, 4) float32 scores in COMPONENTS order, composition from precomputed pixel features.
+
+        The one definition of the reward model's baseline signals: the trainer's feature cache and the gateway
+        both call it, so the model sees the same inputs in training and serving."""
+        scores = {
+            "fidelity": self.fidelity.score(batch),
+            "style": self.style.score(batch),
+            "composition": self.composition.predict_features(pixel_features),
+            "novelty": self.novelty.score(batch),
+        }
+        return np.stack([scores[c] for c in COMPONENTS], axis=1).astype(np.float32)
+
     def save(self, directory: Path, manifest: dict) -> None:
         for name in COMPONENTS:
             getattr(self, name).save(directory)

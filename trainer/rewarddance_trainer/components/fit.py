@@ -65,15 +65,7 @@ class Table:
 
 def component_signals(components: ComponentSet, table: Table, rows: np.ndarray) -> np.ndarray:
     """(len(rows), 4) baseline scores in COMPONENTS order, from cached features (composition from pixel features)."""
-    batch = table.batch(rows)
-    pixel_features = np.asarray(table.cache.array("pixel_features")[rows])
-    scores = {
-        "fidelity": components.fidelity.score(batch),
-        "style": components.style.score(batch),
-        "composition": components.composition.predict_features(pixel_features),
-        "novelty": components.novelty.score(batch),
-    }
-    return np.stack([scores[c] for c in COMPONENTS], axis=1).astype(np.float32)
+    return components.signals(table.batch(rows), np.asarray(table.cache.array("pixel_features")[rows]))
 
 
 def style_text_embeddings(encoder, vocabulary: dict[str, tuple[str, ...]]) -> np.ndarray:

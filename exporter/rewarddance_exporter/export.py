@@ -1,0 +1,376 @@
+"""Export a trained reward run (and the encoders it was trained on) into a Triton model repository.
+
+One call writes, each as a new numbered version that is never overwritten:
+- ``image_encoder/<v>`` and ``text_encoder/<v>``, unless a version with the same encoder weights (sha256) exists;
+- ``reward_<scale>/<v>``: model.onnx, manifest.json, tokenizer.json, the fitted component scorers, and for the
+  python flavour the generic ``model.py``; optional fp16 / int8 variants beside the fp32 graph.
+Every graph is checked against its torch module on random and real inputs before its version is written; a diff
+above the tolerance (1e-4 for fp32) stops the export. The finished reward version is then run end to end through
+the serving pipeline (``rewarddance.scoring``) against the training path on real images, and that diff is
+recorded too. Versions are written to a hidden staging directory and renamed into place, so a reader (Triton,
+the gateway's reload) never sees half a version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rewarddance_trainer.data import schema
+from rewarddance_trainer.encoders import registry
+from rewarddance_trainer.encoders.model import WEIGHTS_FILE as ENCODER_WEIGHTS
+from rewarddance_trainer.encoders.model import Encoder
+from rewarddance_trainer.reward.model import MANIFEST_FILE as RUN_MANIFEST
+from rewarddance_trainer.reward.model import load_model, parameter_count
+
+from rewarddance.components.base import COMPONENTS, FeatureBatch
+from rewarddance.components.bundle import ComponentSet
+from rewarddance.components.composition import composition_features
+from rewarddance.preprocess import load_pixels
+from rewarddance.scoring.pipeline import RewardPipeline
+from rewarddance.scoring.repository import FORMAT, MANIFEST, MODEL_FILE, ModelRepository, ModelVersion
+
+from . import onnx_io, precision, triton_config
+from .export_cmd import FLAVOURS
+from .graphs import GraphSpec, image_graph, reward_graph, text_graph
+
+TOLERANCE = 1e-4
+REAL_SAMPLES = 8
+COMPONENTS_DIR = "components"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@dataclass
+class ExportOptions:
+    version: int | str = "auto"
+    flavour: str = "onnxruntime"
+    precisions: tuple[str, ...] = ()
+    exporter: str = "torchscript"
+    max_batch_size: int = 64
+    queue_delay_us: int = 2000
+    max_queue_size: int = 256
+    instances: int = 1
+    intra_op_threads: int = 0
+    tolerance: float = TOLERANCE
+    eval_images: int = 1000
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def check_flavour(flavour: str) -> None:
+    if flavour not in FLAVOURS:
+        raise ExportError(f"--flavour must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
+    if flavour == "tensorrt":
+        try:
+            import tensorrt
+        except ImportError:
+            tensorrt = None
+        if not torch.cuda.is_available() or tensorrt is None:
+            raise ExportError(
+                "the tensorrt flavour needs a CUDA GPU and TensorRT (pip install tensorrt onnxruntime-gpu); "
+                f"this machine has cuda={torch.cuda.is_available()}, tensorrt={'yes' if tensorrt else 'no'}. "
+                "Use --flavour onnxruntime (production Triton) or python (the pytriton server) here."
+            )
+
+
+# -- the run --------------------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    path: Path
+    manifest: dict
+    encoder_run: Path
+    components: Path
+
+    @classmethod
+    def open(cls, path: Path) -> Run:
+        path = Path(path)
+        if not (path / RUN_MANIFEST).exists():
+            raise ExportError(
+                f"{path} is not a finished reward run (no {RUN_MANIFEST}): run `rewarddance train reward`"
+            )
+        manifest = json.loads((path / RUN_MANIFEST).read_text())
+        encoder = manifest.get("encoder")
+        if encoder is None:  # runs from before run.json recorded it: the feature cache knows
+            meta = Path(manifest["features"]) / "meta.json"
+            encoder = json.loads(meta.read_text())["identity"]["encoder"] if meta.exists() else None
+        if encoder is None or not (Path(encoder) / ENCODER_WEIGHTS).exists():
+            raise ExportError(f"the encoder run of {path} ({encoder}) is missing; it is needed to export the encoders")
+        components = path / manifest.get("components_dir", COMPONENTS_DIR)
+        if not (components / "components.json").exists():
+            raise ExportError(
+                f"{path} has no fitted component scorers in {components}; retrain it with this version of the trainer"
+            )
+        return cls(path, manifest, Path(encoder), components)
+
+    @property
+    def scale(self) -> str:
+        return self.manifest["scale"]
+
+    @property
+    def data(self) -> Path | None:
+        path = self.manifest.get("data", {}).get("path")
+        return Path(path) if path and (Path(path) / "images.parquet").exists() else None
+
+
+def real_samples(run: Run, size: int, n: int = REAL_SAMPLES) -> tuple[np.ndarray, list[str]] | None:
+    """A few of the run's own held-out images and prompts (None when its dataset is not on this machine)."""
+    if run.data is None:
+        return None
+    layout = schema.Layout(run.data)
+    images = pd.read_parquet(layout.table("images"), columns=["image_id", "prompt_id", "path"])
+    prompts = pd.read_parquet(layout.table("prompts"), columns=["prompt_id", "text", "split"])
+    rows = images.merge(prompts, on="prompt_id")
+    rows = rows[rows.split == "test"] if (rows.split == "test").any() else rows
+    rows = rows.sample(n=min(n, len(rows)), random_state=0)
+    return load_pixels([run.data / p for p in rows.path], size), rows.text.tolist()
+
+
+# -- one graph into one version -------------------------------------------------------------------------------------
+def _random_inputs(spec: GraphSpec, rng: np.random.Generator, n: int = 3, vocab: int = 30522) -> dict[str, np.ndarray]:
+    out = {}
+    for t in spec.inputs:
+        shape = (n, *t.shape[1:])
+        if t.dtype == "uint8":
+            out[t.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif t.dtype == "int64":
+            ids = rng.integers(1000, vocab, shape, dtype=np.int64)
+            ids[:, 0], ids[:, 6:] = 101, 0  # [CLS] ... then padding, as a real short prompt
+            ids[:, 5] = 102
+            out[t.name] = ids
+        elif t.dtype == "bool":
+            mask = np.zeros(shape, dtype=bool)
+            mask[:, : max(1, shape[1] // 3)] = True
+            out[t.name] = mask
+        elif t.name == "signals":
+            out[t.name] = rng.random(shape, dtype=np.float32)
+        else:
+            out[t.name] = rng.standard_normal(shape, dtype=np.float32)
+    return out
+
+
+def export_graph(spec: GraphSpec, staging: Path, cases: dict[str, dict[str, np.ndarray]], opts: ExportOptions) -> dict:
+    """model.onnx into ``staging``; raises ParityError (writing nothing lasting) when a case is off."""
+    path = staging / MODEL_FILE
+    onnx_io.export_onnx(spec, cases["random"], path, opts.exporter)
+    diffs = onnx_io.parity(spec, path, cases)
+    worst = max(diffs.values())
+    if not worst <= opts.tolerance:
+        raise onnx_io.ParityError(
+            f"ONNX output differs from torch by {worst:.3g} > {opts.tolerance:g} ({diffs}); version not written"
+        )
+    return {"max_abs_diff": diffs, "tolerance": opts.tolerance, "exporter": opts.exporter, "opset": onnx_io.OPSET}
+
+
+def _stage(repo: Path, name: str) -> Path:
+    staging = repo / name / f".staging-{int(time.time() * 1000)}"
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _publish(staging: Path, repo: ModelRepository, name: str, version: int | str) -> int:
+    number = repo.next_version(name) if version == "auto" else int(version)
+    target = repo.root / name / str(number)
+    if target.exists():
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"{target} exists; versions are never overwritten (use --version auto)")
+    manifest = json.loads((staging / MANIFEST).read_text())
+    manifest["version"] = number
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    staging.rename(target)
+    return number
+
+
+def _base_manifest(kind: str, name: str, spec: GraphSpec, parity: dict) -> dict:
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "name": name,
+        "inputs": [t.describe() for t in spec.inputs],
+        "outputs": [t.describe() for t in spec.outputs],
+        "parameters": parameter_count(spec.module),
+        "export": {
+            **parity,
+            "torch": torch.__version__,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    }
+
+
+# -- encoders -------------------------------------------------------------------------------------------------------
+def _find_encoder(repo: ModelRepository, name: str, sha: str) -> int | None:
+    for version in repo.versions(name):
+        if repo.get(name, version).manifest.get("encoder_sha256") == sha:
+            return version
+    return None
+
+
+def export_encoders(
+    encoder: Encoder, encoder_run: Path, repo: ModelRepository, real: tuple | None, opts: ExportOptions
+) -> dict:
+    """{"image": {...}, "text": {...}} with name and version; existing identical encoders are reused."""
+    sha = schema.sha256_file(encoder_run / ENCODER_WEIGHTS)
+    rng = np.random.default_rng(opts.seed)
+    out = {}
+    for kind, name, build in (("image", "image_encoder", image_graph), ("text", "text_encoder", text_graph)):
+        existing = _find_encoder(repo, name, sha)
+        if existing is not None:
+            out[kind] = {"name": name, "version": existing, "reused": True}
+            continue
+        spec = build(encoder)
+        cases = {"random": _random_inputs(spec, rng)}
+        if real is not None:
+            pixels, texts = real
+            cases["real"] = {"pixels": pixels} if kind == "image" else {"input_ids": encoder.tokenize(texts).numpy()}
+        staging = _stage(repo.root, name)
+        try:
+            parity = export_graph(spec, staging, cases, opts)
+            manifest = _base_manifest(f"{kind}_encoder", name, spec, parity)
+            manifest |= {"encoder": encoder.name, "encoder_run": str(encoder_run), "encoder_sha256": sha}
+            if kind == "image":
+                s = encoder.image_spec
+                manifest["preprocessing"] = {"image_size": s.size, "mean": s.mean, "std": s.std, "resize": s.resize}
+            else:
+                shutil.copy(_tokenizer_file(), staging / TOKENIZER_FILE)
+                manifest["preprocessing"] = _text_preprocessing(encoder)
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            triton_config.write(repo.root / name, spec, staging, opts, version_policy="all")
+            version = _publish(staging, repo, name, "auto")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        out[kind] = {"name": name, "version": version, "reused": False, "parity": parity["max_abs_diff"]}
+    return out
+
+
+def _tokenizer_file() -> Path:
+    return registry.minilm_dir() / TOKENIZER_FILE
+
+
+def _text_preprocessing(encoder: Encoder) -> dict:
+    return {
+        "tokenizer": TOKENIZER_FILE,
+        "context_length": int(encoder.tokenize.context_length),
+        "pad_token_id": int(encoder.model.text.config.pad_token_id),
+        "clean": "whitespace",
+    }
+
+
+# -- the reward model -----------------------------------------------------------------------------------------------
+def reward_inputs(encoder: Encoder, scorers, pixels: np.ndarray, texts: list[str]) -> dict[str, np.ndarray]:
+    """The reward graph's inputs the way the trainer builds them: torch encoders, then the numpy scorers."""
+    image_pooled, image_tokens = encoder.encode_images(pixels)
+    text = encoder.encode_texts(texts)
+    batch = FeatureBatch(image_embeddings=image_pooled, prompt_embeddings=text.pooled, prompts=list(texts))
+    return {
+        "prompt_tokens": text.tokens.astype(np.float32),
+        "prompt_mask": text.mask,
+        "image_tokens": image_tokens.astype(np.float32),
+        "signals": scorers.signals(batch, composition_features(pixels)),
+    }
+
+
+def training_path_scores(encoder: Encoder, model, scorers, pixels: np.ndarray, texts: list[str]) -> np.ndarray:
+    """(n, 5): the four components and R from the training path (torch encoders, numpy scorers, torch model)."""
+    inputs = reward_inputs(encoder, scorers, pixels, texts)
+    with torch.no_grad():
+        c, r = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    return np.concatenate([c.numpy(), r.numpy()[:, None]], axis=1)
+
+
+def export_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None, log=print) -> dict:
+    """Export a reward run and its encoders; returns the reward version's manifest."""
+    opts = opts or ExportOptions()
+    check_flavour(opts.flavour)
+    for p in opts.precisions:
+        precision.check(p)
+    run = Run.open(run_dir)
+    repo = ModelRepository(repo_dir)
+    repo.root.mkdir(parents=True, exist_ok=True)
+    encoder = Encoder.load(run.encoder_run)
+    model = load_model(run.path)
+    scorers = ComponentSet.load(run.components)
+    real = real_samples(run, encoder.image_spec.size)
+    if real is None:
+        where = run.manifest.get("data", {}).get("path")
+        log(f"note: the run's dataset ({where}) is not on this machine; parity on random inputs only")
+
+    t0 = time.perf_counter()
+    encoders = export_encoders(encoder, run.encoder_run, repo, real, opts)
+    for info in encoders.values():
+        how = "reused" if info["reused"] else f"exported, max |diff| {max(info['parity'].values()):.2e}"
+        log(f"{info['name']} v{info['version']}: {how}")
+
+    name = f"reward_{run.scale}"
+    spec = reward_graph(model)
+    rng = np.random.default_rng(opts.seed + 1)
+    cases = {"random": _random_inputs(spec, rng)}
+    if real is not None:
+        cases["real"] = reward_inputs(encoder, scorers, *real)
+    staging = _stage(repo.root, name)
+    try:
+        parity = export_graph(spec, staging, cases, opts)
+        log(f"{name}: ONNX parity max |diff| {parity['max_abs_diff']}")
+        shutil.copytree(run.components, staging / COMPONENTS_DIR)
+        shutil.copy(_tokenizer_file(), staging / TOKENIZER_FILE)
+        image_prep = repo.get(encoders["image"]["name"], encoders["image"]["version"]).manifest["preprocessing"]
+        manifest = _base_manifest("reward", name, spec, parity) | {
+            "scale": run.scale,
+            "components": list(COMPONENTS),
+            "default_weights": {c: float(w) for c, w in zip(COMPONENTS, model.weights.tolist(), strict=True)},
+            "bt_scale": float(model.bt_scale.item()),
+            "encoders": {k: {"name": v["name"], "version": v["version"]} for k, v in encoders.items()},
+            "preprocessing": image_prep | _text_preprocessing(encoder),
+            "component_scorers": COMPONENTS_DIR,
+            "training": {
+                "run": str(run.path),
+                "data": run.manifest.get("data"),
+                "model": run.manifest.get("model"),
+                "train": run.manifest.get("train"),
+                "steps_done": run.manifest.get("steps_done"),
+                "selected_step": run.manifest.get("selected_step"),
+                "code_version": run.manifest.get("code_version"),
+            },
+            "metrics": _metrics(run.manifest),
+            "variants": {},
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if real is not None:
+            staged = ModelVersion(name, 0, staging)
+            pipeline = RewardPipeline(repo, name, model=staged)
+            served = pipeline.score(*real)
+            ours = np.concatenate([served.components, served.reward[:, None]], axis=1)
+            reference = training_path_scores(encoder, model, scorers, *real)
+            end_to_end = float(np.abs(ours - reference).max())
+            manifest["export"]["end_to_end_max_abs_diff"] = end_to_end
+            log(f"{name}: serving pipeline vs training path on real images, max |diff| {end_to_end:.2e}")
+        for p in opts.precisions:
+            log(f"{name}: building the {p} variant and measuring it")
+            manifest["variants"][p] = precision.make_variant(p, staging, run, scorers, opts)
+        manifest["export"]["seconds"] = round(time.perf_counter() - t0, 2)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        triton_config.write(repo.root / name, spec, staging, opts, version_policy="latest")
+        manifest["version"] = _publish(staging, repo, name, opts.version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(f"wrote {repo.root / name / str(manifest['version'])}")
+    return manifest
+
+
+def _metrics(run_manifest: dict) -> dict:
+    """Flat name -> number: the run's held-out (test) metrics, plus its val metrics prefixed ``val_``."""
+    out = {k: float(v) for k, v in run_manifest.get("metrics", {}).items() if isinstance(v, (int, float))}
+    val = run_manifest.get("val_metrics") or {}
+    out |= {f"val_{k}": float(v) for k, v in val.items() if isinstance(v, (int, float))}
+    return out

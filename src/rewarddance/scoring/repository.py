@@ -1,0 +1,81 @@
+"""The model repository contract (DESIGN.md 3.2): ``<root>/<model>/config.pbtxt`` and ``<root>/<model>/<N>/``.
+
+Every version directory holds ``model.onnx`` and ``manifest.json``; reward versions also hold the fitted component
+scorers (``components/``) and the tokenizer (``tokenizer.json``). The manifest names the encoder versions a reward
+version was trained with, so a repository can hold several encoders side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+CONFIG = "config.pbtxt"
+FORMAT = 1
+REWARD_KIND = "reward"
+KINDS = ("image_encoder", "text_encoder", REWARD_KIND)
+
+
+class RepositoryError(LookupError):
+    """A model or version that is not in the repository (the gateway answers 404)."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    path: Path
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.path / MANIFEST).read_text())
+
+    @property
+    def onnx(self) -> Path:
+        return self.path / MODEL_FILE
+
+
+class ModelRepository:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def models(self, kind: str | None = None) -> list[str]:
+        """Model names with at least one complete version, optionally of one manifest ``kind``."""
+        if not self.root.is_dir():
+            return []
+        names = []
+        for model in sorted(p for p in self.root.iterdir() if p.is_dir() and (p / CONFIG).exists()):
+            versions = self.versions(model.name)
+            if versions and (kind is None or self.get(model.name, versions[-1]).manifest.get("kind") == kind):
+                names.append(model.name)
+        return names
+
+    def versions(self, name: str) -> list[int]:
+        """Complete versions (a directory named by an integer with a manifest), ascending."""
+        model = self.root / name
+        if not model.is_dir():
+            return []
+        return sorted(
+            int(p.name) for p in model.iterdir() if p.is_dir() and p.name.isdigit() and (p / MANIFEST).exists()
+        )
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion:
+        """A version of ``name``; None or 0 -> the newest complete one."""
+        versions = self.versions(name)
+        if not versions:
+            known = ", ".join(self.models()) or "none"
+            raise RepositoryError(f"unknown model {name!r} in {self.root} (models: {known})")
+        if not version:
+            version = versions[-1]
+        if version not in versions:
+            raise RepositoryError(f"model {name!r} has no version {version} (versions: {versions})")
+        return ModelVersion(name, version, self.root / name / str(version))
+
+    def next_version(self, name: str) -> int:
+        """One past the highest version directory present, complete or not, so nothing is ever overwritten."""
+        model = self.root / name
+        taken = [int(p.name) for p in model.iterdir() if p.name.isdigit()] if model.is_dir() else []
+        return max(taken, default=0) + 1
