@@ -28,6 +28,7 @@ COMMANDS: dict[str, dict[str | None, str]] = {
     "demo": {None: "rewarddance_trainer.demo"},
     "export": {None: "rewarddance_exporter.export_cmd"},
     "bootstrap": {None: "rewarddance_exporter.bootstrap"},
+    "serve": {None: "rewarddance_server.serve_cmd"},
 }
 
 

@@ -1,0 +1,108 @@
+"""One process, both protocols: uvicorn (HTTP) and grpc.aio on one event loop, over one :class:`Service`.
+
+SIGTERM / SIGINT: readiness goes to 503 / NOT_SERVING, both servers stop accepting (listening sockets closed,
+new connections refused), in-flight requests finish within ``shutdown_timeout_s``, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import uvicorn
+
+from .config import Settings
+from .grpc_server import GrpcGateway
+from .http_app import create_app
+from .service import Service
+
+log = logging.getLogger("rewarddance_server.app")
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling (the gateway coordinates shutdown of both servers)."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+class Gateway:
+    def __init__(self, settings: Settings, service: Service | None = None) -> None:
+        self.settings = settings
+        self.service = service or Service(settings)
+        self.app = create_app(self.service)
+        config = uvicorn.Config(
+            self.app,
+            host=settings.host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(max(1, settings.shutdown_timeout_s)),
+            timeout_keep_alive=5,
+        )
+        self.http = _Uvicorn(config)
+        self.grpc: GrpcGateway | None = None
+        self.stopping: asyncio.Event | None = None
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+
+    async def start(self) -> None:
+        self.stopping = asyncio.Event()
+        await self.service.start()
+        if self.settings.grpc_port >= 0:
+            self.grpc = GrpcGateway(self.service, self.settings.host, self.settings.grpc_port)
+            await self.grpc.start()
+            self.grpc_port = self.grpc.port
+        self._http_task = asyncio.create_task(self.http.serve(), name="uvicorn")
+        for _ in range(500):  # bounded: uvicorn binds within milliseconds
+            if self.http.started or self._http_task.done():
+                break
+            await asyncio.sleep(0.01)
+        if self._http_task.done():
+            self._http_task.result()
+            raise RuntimeError("the HTTP server stopped at startup")
+        self.http_port = self.http.servers[0].sockets[0].getsockname()[1]
+        log.info(
+            "listening",
+            extra={"host": self.settings.host, "http_port": self.http_port, "grpc_port": self.grpc_port},
+        )
+
+    def request_stop(self) -> None:
+        if self.stopping is not None and not self.stopping.is_set():
+            log.info("shutdown requested: draining")
+            self.service.draining = True
+            self.stopping.set()
+
+    async def wait_and_stop(self) -> None:
+        assert self.stopping is not None
+        await self.stopping.wait()
+        started = time.perf_counter()
+        timeout = self.settings.shutdown_timeout_s
+        self.http.should_exit = True  # uvicorn closes its listener, then waits for in-flight requests
+        stops: list[Any] = [self._http_task]
+        if self.grpc is not None:
+            stops.append(asyncio.create_task(self.grpc.stop(grace=timeout)))
+        try:
+            await asyncio.wait_for(asyncio.gather(*stops, return_exceptions=True), timeout=timeout + 2)
+        except TimeoutError:
+            log.warning("drain timed out")
+        await self.service.stop()
+        log.info("stopped", extra={"seconds": round(time.perf_counter() - started, 3)})
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.wait_and_stop()
+
+
+def run(settings: Settings, service: Service | None = None) -> int:
+    asyncio.run(Gateway(settings, service).run())
+    return 0

@@ -1,0 +1,71 @@
+"""Gateway settings: CLI flags with environment fallbacks (``REWARDDANCE_*``), one frozen object passed around."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _read_keys(text: str | None) -> tuple[str, ...]:
+    """Keys separated by commas or newlines; blank entries and ``#`` comments ignored."""
+    if not text:
+        return ()
+    keys = []
+    for line in text.replace(",", "\n").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keys.append(line)
+    return tuple(keys)
+
+
+def load_keys(env_name: str, file_path: str | Path | None) -> tuple[str, ...]:
+    """API keys from a file (one per line) and/or an environment variable (comma-separated)."""
+    keys = list(_read_keys(_env(env_name)))
+    file_path = file_path or _env(env_name + "_FILE")
+    if file_path:
+        keys.extend(_read_keys(Path(file_path).read_text()))
+    return tuple(dict.fromkeys(keys))
+
+
+@dataclass(frozen=True)
+class Settings:
+    repo: Path
+    models: tuple[str, ...] = ()  # served reward models; empty -> every reward model in the repository
+    backend: str = "embedded"  # embedded | triton
+    triton_url: str = ""
+    triton_protocol: str | None = None  # None -> from the URL scheme (grpc:// or http://), else grpc
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001  # 0 -> pick a free port; -1 -> no gRPC
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    # batching and load
+    max_batch: int = 16  # images per inference batch (a single larger request still runs as one batch)
+    max_wait_ms: float = 2.0  # how long the batcher waits to fill a batch
+    max_queue: int = 128  # requests waiting for inference; beyond -> 429 / RESOURCE_EXHAUSTED
+    request_timeout_s: float = 30.0  # per-request deadline -> 504 / DEADLINE_EXCEEDED
+    decode_workers: int = 2
+    # input limits
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_images: int = 64
+    max_pixels: int = 4096 * 4096  # per image, checked from the header before decoding
+    max_prompt_chars: int = 1000
+    # credentials (never logged)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)
+    # lifecycle
+    shutdown_timeout_s: float = 20.0
+    watch_interval_s: float = 0.0  # > 0 -> poll the repository and reload newer versions
+    warmup: bool = True
+    log_level: str = "info"
+    simulate_latency_ms: float = 0.0  # testing hook: extra latency per inference batch
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.admin_keys)
