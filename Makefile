@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run demo test lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## the main job: the shapes-world demo end to end (serving lands with the gateway issue)
+REPO ?= model_repository
+
+run: $(STAMP)  ## the main job: serve rewards from $(REPO), building the default repository first if it is empty
+	$(BIN)/rewarddance bootstrap --repo $(REPO) --if-missing
+	$(BIN)/rewarddance serve --repo $(REPO)
+
+demo: $(STAMP)  ## the offline shapes-world demo: dataset -> encoder -> component scorers, scored against gold
 	$(BIN)/rewarddance demo --out runs/demo
 
 test: $(STAMP)  ## the whole test suite

@@ -148,3 +148,43 @@ def test_triton_down_is_reported_fast(repo, triton_server):
     with pytest.raises(TritonUnavailable):
         backend.infer(version, {"signals": np.zeros((1, 4), np.float32)})
     assert time.perf_counter() - started < 1.5
+
+
+def test_gateway_on_triton_answers_like_the_embedded_gateway(repo, tiny, triton_server, tmp_path):
+    """The same /v1/score and /v1/rank requests to two real gateways, one per backend, give the same scores."""
+    import base64
+
+    import httpx
+    from test_gateway import ServerProcess, wait_ready
+
+    triton = triton_server(repo, model_control_mode="explicit", load_models=MODELS)
+    images = pd.read_parquet(tiny["data"] / "images.parquet").merge(
+        pd.read_parquet(tiny["data"] / "prompts.parquet"), on="prompt_id"
+    )
+    rows = images[images.split == "test"].head(6)
+    body = {
+        "prompt": rows.text.iloc[0],
+        "images": [base64.b64encode((tiny["data"] / p).read_bytes()).decode() for p in rows.path],
+    }
+    answers = {}
+    for backend, extra in (
+        ("embedded", ()),
+        ("triton", ("--backend", "triton", "--triton-url", f"grpc://{triton.grpc_url}")),
+    ):
+        server = ServerProcess(repo, tmp_path / f"{backend}.log", "--model", "reward_tiny", *extra)
+        try:
+            wait_ready(server.url, server.proc)
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                score = client.post("/v1/score", json=body)
+                rank = client.post("/v1/rank", json=body)
+            assert score.status_code == 200 and rank.status_code == 200, (score.text, rank.text)
+            answers[backend] = (score.json(), rank.json())
+        finally:
+            server.stop()
+    (embedded_score, embedded_rank), (triton_score, triton_rank) = answers["embedded"], answers["triton"]
+    for e, t in zip(embedded_score["results"], triton_score["results"], strict=True):
+        assert t["reward"] == pytest.approx(e["reward"], abs=1e-5)
+        for name, value in e["components"].items():
+            assert t["components"][name] == pytest.approx(value, abs=1e-5)
+    assert triton_rank["indices"] == embedded_rank["indices"]
+    assert embedded_score["model"] == triton_score["model"] == {"name": "reward_tiny", "version": 1}
