@@ -70,7 +70,11 @@ class MicroBatcher:
         metrics: Metrics,
         simulate_latency_ms: float = 0.0,
         backend_down: Callable[[BaseException], bool] = is_backend_down,
+        workers: int = 2,
     ) -> None:
+        """``workers`` batches may run at once: while one is in onnxruntime, the next one's numpy scorers (single
+        threaded) use another core. With one worker the gateway serialised them and reached less than half of
+        in-process onnxruntime at 8 images per request and concurrency >= 4 (benchmarks/results/serving.md)."""
         self.max_batch = max(1, int(max_batch))
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.max_queue = max(1, int(max_queue))
@@ -80,13 +84,17 @@ class MicroBatcher:
         self._queue: asyncio.Queue[Job] | None = None
         self._carry: Job | None = None
         self._task: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.workers = max(1, int(workers))
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="inference")
+        self._slots: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task] = set()
         self._busy = 0
         self._recent_batch_seconds = 0.05
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> None:
         self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._slots = asyncio.Semaphore(self.workers)
         self._task = asyncio.create_task(self._run(), name="micro-batcher")
 
     async def stop(self) -> None:
@@ -95,6 +103,10 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     @property
@@ -170,18 +182,30 @@ class MicroBatcher:
             for job in live:
                 groups.setdefault(id(job.pipeline), []).append(job)
             for jobs in groups.values():
-                try:
-                    await self._infer(jobs)
-                except asyncio.CancelledError:
-                    for job in jobs:
-                        if not job.future.done():
-                            job.future.set_exception(internal("the gateway is shutting down"))
-                    raise
-                except Exception:  # never let the collector die
-                    log.exception("batch failed unexpectedly")
-                    for job in jobs:
-                        if not job.future.done():
-                            job.future.set_exception(internal())
+                assert self._slots is not None
+                await self._slots.acquire()  # at most ``workers`` batches in flight; the next one waits here
+                task = asyncio.create_task(self._guarded(jobs))
+                self._running.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        assert self._slots is not None
+        self._slots.release()
+
+    async def _guarded(self, jobs: list[Job]) -> None:
+        try:
+            await self._infer(jobs)
+        except asyncio.CancelledError:
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(internal("the gateway is shutting down"))
+            raise
+        except Exception:  # never let a batch failure escape
+            log.exception("batch failed unexpectedly")
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(internal())
 
     def _score(self, pipeline: Any, pixels: np.ndarray, prompts: list[str], styles: list[str | None]) -> Any:
         if self.simulate_latency:

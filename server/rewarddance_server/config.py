@@ -48,6 +48,7 @@ class Settings:
     # batching and load
     max_batch: int = 16  # images per inference batch (a single larger request still runs as one batch)
     max_wait_ms: float = 2.0  # how long the batcher waits to fill a batch
+    inference_workers: int = 2  # batches in flight at once (one in onnxruntime while the next is prepared)
     max_queue: int = 128  # requests waiting for inference; beyond -> 429 / RESOURCE_EXHAUSTED
     request_timeout_s: float = 30.0  # per-request deadline -> 504 / DEADLINE_EXCEEDED
     decode_workers: int = 2

@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inter-op-threads", type=int, default=_env_int("REWARDDANCE_INTER_OP_THREADS", 0))
     parser.add_argument("--max-batch", type=int, default=_env_int("REWARDDANCE_MAX_BATCH", 16))
     parser.add_argument("--max-wait-ms", type=float, default=_env_float("REWARDDANCE_MAX_WAIT_MS", 2.0))
+    parser.add_argument(
+        "--inference-workers",
+        type=int,
+        default=_env_int("REWARDDANCE_INFERENCE_WORKERS", 2),
+        help="batches in flight at once (default 2)",
+    )
     parser.add_argument("--max-queue", type=int, default=_env_int("REWARDDANCE_MAX_QUEUE", 128))
     parser.add_argument("--request-timeout", type=float, default=_env_float("REWARDDANCE_REQUEST_TIMEOUT", 30.0))
     parser.add_argument("--max-body-mb", type=float, default=_env_float("REWARDDANCE_MAX_BODY_MB", 32.0))
@@ -92,6 +98,7 @@ def settings_from_args(args: argparse.Namespace):
         inter_op_threads=args.inter_op_threads,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
+        inference_workers=args.inference_workers,
         max_queue=args.max_queue,
         request_timeout_s=args.request_timeout,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),

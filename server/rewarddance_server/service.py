@@ -102,7 +102,12 @@ class Service:
         self.backend = backend if backend is not None else make_backend(settings)
         self.metrics = metrics or Metrics()
         self.batcher = MicroBatcher(
-            settings.max_batch, settings.max_wait_ms, settings.max_queue, self.metrics, settings.simulate_latency_ms
+            settings.max_batch,
+            settings.max_wait_ms,
+            settings.max_queue,
+            self.metrics,
+            settings.simulate_latency_ms,
+            workers=settings.inference_workers,
         )
         self._decoder = ThreadPoolExecutor(max_workers=max(1, settings.decode_workers), thread_name_prefix="decode")
         self._served: dict[str, Served] = {}
