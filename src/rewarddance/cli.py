@@ -24,10 +24,13 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "encoder": "rewarddance_trainer.encoders.train_cmd",
         "components": "rewarddance_trainer.components.fit_cmd",
         "reward": "rewarddance_trainer.reward.train_cmd",
+        "generator": "rewarddance_trainer.generator.train_cmd",
     },
     "demo": {None: "rewarddance_trainer.demo"},
     "export": {None: "rewarddance_exporter.export_cmd"},
     "bootstrap": {None: "rewarddance_exporter.bootstrap"},
+    "generate": {None: "rewarddance_trainer.generator.generate_cmd"},
+    "eval": {"oracle": "rewarddance_trainer.oracle.eval_cmd"},
     "serve": {None: "rewarddance_server.serve_cmd"},
 }
 

@@ -1,0 +1,1 @@
+"""An independent gold oracle: classical computer vision + a separately trained style classifier on pixels."""
