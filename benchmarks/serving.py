@@ -1,0 +1,459 @@
+"""Serving benchmark: per reward scale, the gateway's throughput and latency against concurrency and images per
+request, with the embedded onnxruntime backend and with Triton, beside two baselines measured in the same run:
+
+- bare: the same pipeline in-process (decode + ONNX encoders + scorers + ONNX reward, onnxruntime, no HTTP), with
+  the same concurrency (threads) and images per call: the gateway's overhead is gateway / bare;
+- eager: PyTorch scoring one image per call, the way ImageReward and HPSv2 score (torch encoders, the same
+  scorers, torch reward model): our speed-up is gateway / eager.
+Plus the compute bound: FLOPs per image (torch's FLOP counter on the three graphs) against this machine's
+measured fp32 matmul FLOP/s, and the share of it we reach. And per server: startup time to ready, peak RSS.
+
+    python benchmarks/serving.py --runs small=runs/reward-small base=runs/scaling/base large=random \\
+        --concurrency 1 4 16 64 --images 1 8 --duration 8
+
+A scale given as ``random`` is a random-init model of that scale on the small run's encoder and scorers, exported
+for latency only (scores are meaningless; the row says so). The load generator (asyncio + httpx, closed loop)
+runs on the same machine as the server, so on 2 cores they compete: the ratios are what this box can show.
+Results: benchmarks/results/serving.md, serving.json, serving.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import matplotlib
+import numpy as np
+import pandas as pd
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from common import RESULTS, command, machine, markdown_table, write_result
+
+from rewarddance.preprocess import load_pixels
+from rewarddance.scoring.pipeline import RewardPipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- repositories ---------------------------------------------------------------------------------------------------
+def random_run(template: Path, scale: str, out: Path) -> Path:
+    """A run directory holding a random-init model of ``scale`` with ``template``'s encoder and scorers."""
+    import torch
+    from rewarddance_trainer.reward.config import load_scale
+    from rewarddance_trainer.reward.model import MANIFEST_FILE, WEIGHTS_FILE, RewardModel
+    from safetensors.torch import save_file
+
+    if (out / MANIFEST_FILE).exists():
+        return out
+    manifest = json.loads((template / MANIFEST_FILE).read_text())
+    dims = {k: manifest["model"][k] for k in ("prompt_tokens", "prompt_dim", "image_tokens", "image_dim")}
+    cfg = load_scale(scale).__class__(**{**load_scale(scale).__dict__, **dims})
+    torch.manual_seed(0)
+    model = RewardModel(cfg)
+    with torch.no_grad():  # nn.TransformerEncoder clones one layer: make every layer's weights distinct, or the
+        for p in model.parameters():  # exporter's initializer de-duplication would shrink the file and its RSS
+            if p.dim() > 1:
+                p.normal_(0.0, 0.02)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / WEIGHTS_FILE)
+    shutil.copytree(template / manifest.get("components_dir", "components"), out / "components", dirs_exist_ok=True)
+    manifest |= {"scale": scale, "model": cfg.__dict__, "metrics": {}, "val_metrics": {}, "random_init": True}
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def build_repo(runs: dict[str, Path], repo: Path) -> None:
+    from rewarddance_exporter.export import ExportOptions, export_run
+
+    from rewarddance.scoring.repository import ModelRepository
+
+    for scale, run in runs.items():
+        if not ModelRepository(repo).versions(f"reward_{scale}"):
+            export_run(run, repo, ExportOptions(flavour="python"))
+
+
+# -- servers --------------------------------------------------------------------------------------------------------
+def free_port(exclude: tuple[int, ...] | list[int] = ()) -> int:
+    from rewarddance.triton.server import free_port as pick
+
+    return pick(exclude)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Gateway:
+    def __init__(self, repo: Path, model: str | None, extra: list[str]) -> None:
+        self.port, self.grpc_port = free_port(), free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "rewarddance.cli",
+            "serve",
+            "--repo",
+            str(repo),
+            *(["--model", model] if model else []),
+        ]
+        cmd += ["--host", "127.0.0.1", "--http-port", str(self.port), "--grpc-port", str(self.grpc_port), *extra]
+        started = time.perf_counter()
+        self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"gateway-{self.port}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("gateway not ready in 300 s")
+        self.startup_s = time.perf_counter() - started
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> float:
+        rss = peak_rss_mb(self.proc.pid)
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.log.close()
+        return rss
+
+
+# -- load -----------------------------------------------------------------------------------------------------------
+def percentiles(latencies: list[float]) -> dict:
+    a = np.asarray(latencies) * 1e3
+    return {f"p{q}_ms": round(float(np.percentile(a, q)), 2) for q in (50, 95, 99)} if len(a) else {}
+
+
+async def _load(url: str, payloads: list[dict], concurrency: int, duration: float) -> dict:
+    latencies, failures, images = [], 0, 0
+    stop = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def worker(k: int) -> None:
+            nonlocal failures, images
+            i = k
+            while time.perf_counter() < stop:
+                body = payloads[i % len(payloads)]
+                t = time.perf_counter()
+                response = await client.post("/v1/score", json=body)
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - t)
+                    images += len(body["images"])
+                else:
+                    failures += 1
+                i += concurrency
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {"images_per_s": round(images / wall, 2), "requests": len(latencies), "failures": failures} | percentiles(
+        latencies
+    )
+
+
+def gateway_point(url: str, samples: list[tuple[bytes, str]], concurrency: int, per_request: int, duration: float):
+    payloads = []
+    for i in range(0, len(samples) - per_request + 1, per_request):
+        chunk = samples[i : i + per_request]
+        payloads.append({"prompt": chunk[0][1], "images": [base64.b64encode(b).decode() for b, _ in chunk]})
+    asyncio.run(_load(url, payloads[:4], 1, 1.0))  # warm-up
+    return asyncio.run(_load(url, payloads, concurrency, duration))
+
+
+def bare_point(pipeline: RewardPipeline, samples, concurrency: int, per_request: int, duration: float) -> dict:
+    """The same work in-process: decode + pipeline.score, ``concurrency`` threads, ``per_request`` images per call."""
+    latencies, images, lock = [], [0], threading.Lock()
+    stop = time.perf_counter() + duration
+
+    def worker(k: int) -> None:
+        i = k * per_request
+        while time.perf_counter() < stop:
+            chunk = [samples[(i + j) % len(samples)] for j in range(per_request)]
+            t = time.perf_counter()
+            pixels = load_pixels([b for b, _ in chunk], pipeline.image_size)
+            pipeline.score(pixels, [chunk[0][1]] * per_request)
+            with lock:
+                latencies.append(time.perf_counter() - t)
+                images[0] += per_request
+            i += concurrency * per_request
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(worker, range(concurrency)))
+    wall = time.perf_counter() - t0
+    return {"images_per_s": round(images[0] / wall, 2), "requests": len(latencies)} | percentiles(latencies)
+
+
+def eager_point(run: Path, samples, duration: float) -> dict:
+    """PyTorch, one image per call: torch encoders + the same scorers + torch reward model."""
+    import torch
+    from rewarddance_exporter.export import Run, training_path_scores
+    from rewarddance_trainer.encoders.model import Encoder
+    from rewarddance_trainer.reward.model import load_model
+
+    from rewarddance.components.bundle import ComponentSet
+
+    info = Run.open(run)
+    encoder, model, scorers = Encoder.load(info.encoder_run), load_model(run), ComponentSet.load(info.components)
+    latencies = []
+    stop = time.perf_counter() + duration
+    i = 0
+    with torch.inference_mode():
+        while time.perf_counter() < stop or len(latencies) < 3:
+            data, text = samples[i % len(samples)]
+            t = time.perf_counter()
+            training_path_scores(encoder, model, scorers, load_pixels([data], encoder.image_spec.size), [text])
+            latencies.append(time.perf_counter() - t)
+            i += 1
+    return {"images_per_s": round(len(latencies) / sum(latencies), 2), "requests": len(latencies)} | percentiles(
+        latencies
+    )
+
+
+# -- compute bound --------------------------------------------------------------------------------------------------
+def flops_per_image(run: Path) -> dict:
+    """Forward FLOPs of one image through image encoder + reward model, and of one prompt through the text tower."""
+    import torch
+    from rewarddance_exporter.export import Run
+    from rewarddance_exporter.graphs import image_graph, reward_graph, text_graph
+    from rewarddance_trainer.encoders.model import Encoder
+    from rewarddance_trainer.reward.model import load_model
+    from torch.utils.flop_counter import FlopCounterMode
+
+    info = Run.open(run)
+    encoder = Encoder.load(info.encoder_run)
+    out = {}
+    for name, spec in (
+        ("image_encoder", image_graph(encoder)),
+        ("text_encoder", text_graph(encoder)),
+        ("reward", reward_graph(load_model(run))),
+    ):
+        args = []
+        for t in spec.inputs:
+            shape = (1, *t.shape[1:])
+            dtype = {"uint8": torch.uint8, "int64": torch.int64, "bool": torch.bool}.get(t.dtype, torch.float32)
+            args.append(torch.ones(shape, dtype=dtype))
+        # Grad mode on: under no_grad nn.TransformerEncoderLayer runs a fused kernel the FLOP counter cannot see.
+        with FlopCounterMode(display=False) as counter:
+            spec.module(*args)
+        out[name] = int(counter.get_total_flops())
+    return out
+
+
+def matmul_flops(n: int = 1024, repeats: int = 10) -> float:
+    """fp32 matmul FLOP/s of this machine (torch, all threads)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - t)
+
+
+# -- main -----------------------------------------------------------------------------------------------------------
+def samples_from(run: Path, n: int = 64) -> list[tuple[bytes, str]]:
+    data = Path(json.loads((run / "run.json").read_text())["data"]["path"])
+    images = pd.read_parquet(data / "images.parquet").merge(pd.read_parquet(data / "prompts.parquet"), on="prompt_id")
+    rows = images[images.split == "test"].head(n)
+    return [((data / p).read_bytes(), t) for p, t in zip(rows.path, rows.text, strict=True)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", required=True, help="scale=RUN_DIR or scale=random")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-serving")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--images", type=int, nargs="+", default=[1, 8], help="images per request")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per point")
+    parser.add_argument("--backends", nargs="+", default=["embedded", "triton"], choices=["embedded", "triton"])
+    parser.add_argument("--eager-duration", type=float, default=8.0)
+    parser.add_argument(
+        "--recount-flops", action="store_true", help="only recount FLOPs for an existing serving.json (no timing)"
+    )
+    args = parser.parse_args()
+
+    runs: dict[str, Path] = {}
+    for item in args.runs:
+        scale, _, path = item.partition("=")
+        runs[scale] = Path(path)
+    template = next(p for p in runs.values() if str(p) != "random")
+    for scale, path in runs.items():
+        if str(path) == "random":
+            runs[scale] = random_run(template, scale, args.work / f"random-{scale}")
+    repo = args.work / "model_repository"
+    if args.recount_flops:
+        return recount_flops(runs)
+    build_repo(runs, repo)
+    samples = samples_from(template)
+    machine_flops = matmul_flops()
+    rows, curves = [], {}
+    triton = None
+    if "triton" in args.backends:
+        from rewarddance.triton import TritonServer
+
+        models = ["image_encoder", "text_encoder", *(f"reward_{s}" for s in runs)]
+        triton = TritonServer(repo, model_control_mode="explicit", load_models=models)
+        triton.start_and_wait(300)
+    try:
+        for scale, run in runs.items():
+            rows += measure_scale(args, repo, scale, run, samples, machine_flops, triton, curves)
+    finally:
+        if triton is not None:
+            triton.stop()
+    payload = {"machine": machine() | {"matmul_gflops": round(machine_flops / 1e9, 1)}, "command": command()}
+    payload["rows"] = rows
+    write_result("serving", payload, markdown(payload))
+    plot(curves, RESULTS / "serving.png")
+    print(markdown(payload))
+
+
+def measure_scale(args, repo: Path, scale: str, run: Path, samples, machine_flops: float, triton, curves) -> list:
+    """Every (backend, images per request, concurrency) point of one scale, with its baselines."""
+    model = f"reward_{scale}"
+    pipeline = RewardPipeline(repo, model).load()
+    pipeline.warmup()
+    flops = flops_per_image(run)
+    per_image_flops = flops["image_encoder"] + flops["reward"]  # the prompt is cached across requests
+    eager = eager_point(run, samples, args.eager_duration)
+    rows = []
+    for backend in args.backends:
+        extra = ["--backend", "triton", "--triton-url", f"grpc://{triton.grpc_url}"] if backend == "triton" else []
+        gateway = Gateway(repo, model, extra)
+        measured = []
+        try:
+            for per_request in args.images:
+                for c in args.concurrency:
+                    served = gateway_point(gateway.url, samples, c, per_request, args.duration)
+                    bare = None
+                    if backend == "embedded":
+                        bare = bare_point(pipeline, samples, c, per_request, args.duration)
+                    row = {
+                        "scale": scale,
+                        "backend": backend,
+                        "images_per_request": per_request,
+                        "concurrency": c,
+                        "gateway": served,
+                        "bare": bare,
+                        "eager": eager,
+                        "vs_bare": round(served["images_per_s"] / bare["images_per_s"], 3) if bare else None,
+                        "vs_eager": round(served["images_per_s"] / eager["images_per_s"], 2),
+                        "compute_share": served["images_per_s"] * per_image_flops / machine_flops,
+                        "flops_per_image": per_image_flops,
+                        "flops": flops,
+                        "random_init": bool(json.loads((run / "run.json").read_text()).get("random_init")),
+                    }
+                    measured.append(row)
+                    curves.setdefault((scale, backend, per_request), []).append(served)
+                    print(json.dumps(row), flush=True)
+        finally:
+            rss = gateway.stop()
+        for row in measured:
+            row |= {"startup_s": round(gateway.startup_s, 2), "peak_rss_mb": round(rss, 1)}
+        rows += measured
+    pipeline.unload()
+    return rows
+
+
+def recount_flops(runs: dict[str, Path]) -> None:
+    """Redo the FLOP counts (and compute shares) of benchmarks/results/serving.json; the timings stay as measured."""
+    payload = json.loads((RESULTS / "serving.json").read_text())
+    machine_flops = payload["machine"]["matmul_gflops"] * 1e9
+    counts = {scale: flops_per_image(run) for scale, run in runs.items()}
+    for row in payload["rows"]:
+        flops = counts[row["scale"]]
+        row["flops"], row["flops_per_image"] = flops, flops["image_encoder"] + flops["reward"]
+        row["compute_share"] = row["gateway"]["images_per_s"] * row["flops_per_image"] / machine_flops
+    write_result("serving", payload, markdown(payload))
+    print(markdown(payload))
+
+
+def markdown(payload: dict) -> str:
+    headers = ["scale", "backend", "imgs/req", "conc.", "gateway img/s", "p50 / p95 / p99 ms", "bare img/s"]
+    headers += ["gateway / bare", "eager img/s", "gateway / eager", "compute share", "startup", "peak RSS"]
+    table = []
+    for r in payload["rows"]:
+        g = r["gateway"]
+        table.append(
+            [
+                r["scale"] + (" (random init)" if r.get("random_init") else ""),
+                r["backend"],
+                r["images_per_request"],
+                r["concurrency"],
+                g["images_per_s"],
+                f"{g.get('p50_ms')} / {g.get('p95_ms')} / {g.get('p99_ms')}",
+                r["bare"]["images_per_s"] if r["bare"] else "—",
+                r["vs_bare"] if r["vs_bare"] is not None else "—",
+                r["eager"]["images_per_s"],
+                r["vs_eager"],
+                f"{100 * r['compute_share']:.2f}%",
+                f"{r.get('startup_s', '—')} s",
+                f"{r.get('peak_rss_mb', '—')} MB",
+            ]
+        )
+    m = payload["machine"]
+    return "\n".join(
+        [
+            "# Serving benchmark",
+            "",
+            f"Machine: {m['processor']}, {m['cpus']} CPUs, Python {m['python']}; "
+            f"fp32 matmul {m['matmul_gflops']} GFLOP/s.",
+            f"Command: `{payload['command']}`",
+            "",
+            "The load generator shares the machine with the server. bare = the same pipeline in-process (no HTTP) "
+            "at the same concurrency and images per call; eager = PyTorch, one image per call. compute share = "
+            "achieved FLOP/s (images/s x FLOPs per image) over the machine's matmul FLOP/s, measured once at the start "
+            "of the run; on a shared machine that figure can be depressed (shares above 100% mean it was), so compare "
+            "shares between rows rather than reading them as absolute. Rows with few requests (large, high "
+            "concurrency: most requests hit the 30 s deadline) are noise.",
+            "",
+            markdown_table(headers, table),
+        ]
+    )
+
+
+def plot(curves: dict, path: Path) -> None:
+    scales = sorted({k[0] for k in curves})
+    fig, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
+    for ax, scale in zip(axes[0], scales, strict=True):
+        for (s, backend, per_request), points in sorted(curves.items()):
+            if s != scale:
+                continue
+            ax.plot(
+                [p["images_per_s"] for p in points],
+                [p.get("p50_ms", np.nan) for p in points],
+                marker="o",
+                label=f"{backend}, {per_request} img/req",
+            )
+        ax.set(title=f"reward_{scale}", xlabel="throughput (images/s)", ylabel="p50 latency (ms)", yscale="log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
