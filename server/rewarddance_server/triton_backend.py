@@ -16,10 +16,6 @@ import numpy as np
 
 from rewarddance.scoring.repository import ModelVersion
 
-TRITON_DTYPES = {np.dtype(np.float32): "FP32", np.dtype(np.bool_): "BOOL", np.dtype(np.int64): "INT64"}
-TRITON_DTYPES[np.dtype(np.uint8)] = "UINT8"
-TRITON_DTYPES[np.dtype(np.float16)] = "FP16"
-
 
 class TritonUnavailable(ConnectionError):
     """The Triton server cannot be reached or the model version is not ready (the gateway answers 503)."""
@@ -90,10 +86,12 @@ class TritonBackend:
     def infer(self, version: ModelVersion, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         client = self._client()
         tc = self._local.module
+        from tritonclient.utils import np_to_triton_dtype
+
         request = []
         for name, value in inputs.items():
             value = np.ascontiguousarray(value)
-            tensor = tc.InferInput(name, list(value.shape), TRITON_DTYPES[value.dtype])
+            tensor = tc.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
             tensor.set_data_from_numpy(value)
             request.append(tensor)
         names = [o["name"] for o in version.manifest["outputs"]]

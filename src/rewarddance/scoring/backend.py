@@ -29,7 +29,7 @@ class OnnxRuntimeBackend:
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
         self.variant = variant  # e.g. "int8" -> model.int8.onnx where the version has it
-        self._sessions: dict[tuple[str, int], object] = {}
+        self._sessions: dict[tuple[str, int], tuple[object, list[str]]] = {}  # -> (session, output names)
         self._lock = threading.Lock()
 
     def _variant(self, version: ModelVersion) -> dict:
@@ -54,15 +54,13 @@ class OnnxRuntimeBackend:
         path = version.path / variant["file"] if variant else version.onnx
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         with self._lock:
-            self._sessions.setdefault(key, session)
+            self._sessions.setdefault(key, (session, [o.name for o in session.get_outputs()]))
 
     def infer(self, version: ModelVersion, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         key = (version.name, version.version)
-        session = self._sessions.get(key)
-        if session is None:
+        if key not in self._sessions:
             self.load(version)
-            session = self._sessions[key]
-        names = [o.name for o in session.get_outputs()]
+        session, names = self._sessions[key]
         return dict(zip(names, session.run(names, inputs), strict=True))
 
     def unload(self, version: ModelVersion) -> None:

@@ -121,8 +121,9 @@ class RewardPipeline:
                         self._cache.move_to_end(text)
                         found[text] = hit
         missing = list(dict.fromkeys(t for t in prompts if t not in found))
-        self.cache_hits += len(prompts) - len(missing)  # every prompt not encoded by this call
-        self.cache_misses += len(missing)
+        with self._lock:  # two inference workers may count at once
+            self.cache_hits += len(prompts) - len(missing)  # every prompt not encoded by this call
+            self.cache_misses += len(missing)
         if missing:
             out = self.backend.infer(self.text_encoder, {"input_ids": self.tokenizer(missing)})
             for i, text in enumerate(missing):
@@ -166,9 +167,9 @@ class RewardPipeline:
         out = self.backend.infer(
             self.model,
             {
-                "prompt_tokens": np.stack([f.tokens for f in features]).astype(np.float32),
+                "prompt_tokens": np.stack([f.tokens for f in features], dtype=np.float32),
                 "prompt_mask": np.stack([f.mask for f in features]),
-                "image_tokens": image["tokens"].astype(np.float32),
+                "image_tokens": image["tokens"].astype(np.float32, copy=False),
                 "signals": signals,
             },
         )
