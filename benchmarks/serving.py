@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import shutil
@@ -59,7 +60,7 @@ def random_run(template: Path, scale: str, out: Path) -> Path:
         return out
     manifest = json.loads((template / MANIFEST_FILE).read_text())
     dims = {k: manifest["model"][k] for k in ("prompt_tokens", "prompt_dim", "image_tokens", "image_dim")}
-    cfg = load_scale(scale).__class__(**{**load_scale(scale).__dict__, **dims})
+    cfg = dataclasses.replace(load_scale(scale), **dims)
     torch.manual_seed(0)
     model = RewardModel(cfg)
     with torch.no_grad():  # nn.TransformerEncoder clones one layer: make every layer's weights distinct, or the

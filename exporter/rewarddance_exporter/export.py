@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +65,6 @@ class ExportOptions:
     tolerance: float = TOLERANCE
     eval_images: int = 1000
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def check_flavour(flavour: str) -> None:

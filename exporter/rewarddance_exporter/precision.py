@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rewarddance.components.base import COMPONENTS
+
 PRECISIONS = ("fp16", "int8")
 LATENCY_REPEATS = 20
 # onnxruntime 1.32's extended CPU graph optimizations crash (segfault) building a session for the fp16 graph;
@@ -85,8 +87,8 @@ def held_out(run, scorers, limit: int, seed: int) -> tuple[dict[str, np.ndarray]
         "image_tokens": np.asarray(table.cache.array("image_tokens")[rows]).astype(np.float32),
         "signals": component_signals(scorers, table, rows),
     }
-    weights = np.asarray([run.manifest["weights"][c] for c in ("fidelity", "style", "composition", "novelty")])
-    target = np.stack([table.target(rows, c) for c in ("fidelity", "style", "composition", "novelty")], 1) @ weights
+    weights = np.asarray([run.manifest["weights"][c] for c in COMPONENTS])
+    target = np.stack([table.target(rows, c) for c in COMPONENTS], 1) @ weights
     return inputs, target
 
 

@@ -18,8 +18,13 @@ from rewarddance.triton import pbtxt
 
 from .graphs import GraphSpec
 
-TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "uint8": "TYPE_UINT8"}
-TRITON_TYPES["bool"] = "TYPE_BOOL"
+TRITON_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "int64": "TYPE_INT64",
+    "uint8": "TYPE_UINT8",
+    "bool": "TYPE_BOOL",
+}
 TENSORRT_ACCELERATOR = """
 optimization {
   execution_accelerators {

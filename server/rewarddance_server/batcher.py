@@ -73,8 +73,8 @@ class MicroBatcher:
         workers: int = 2,
     ) -> None:
         """``workers`` batches may run at once: while one is in onnxruntime, the next one's numpy scorers (single
-        threaded) use another core. With one worker the gateway serialised them and reached less than half of
-        in-process onnxruntime at 8 images per request and concurrency >= 4 (benchmarks/results/serving.md)."""
+        threaded) use another core. With one worker the gateway serialised them: at 8 images per request it reached
+        0.57 of in-process onnxruntime at concurrency 4 and 0.40 at 16; with two, 0.80 and 0.50 (serving.md)."""
         self.max_batch = max(1, int(max_batch))
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.max_queue = max(1, int(max_queue))
