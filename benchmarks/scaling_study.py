@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -65,13 +68,68 @@ def per_scale(values: list[str], scales: list[str], kind: type, default) -> dict
 # --- the reward model, trained by the CLI ----------------------------------------------------------------------
 
 
-def train_run(args: argparse.Namespace, scale: str, steps: int, time_limit: float, out: Path, *extra: str) -> None:
-    cmd = [sys.executable, "-m", "rewarddance.cli", "train", "reward", "--data", str(args.data), "--scale", scale]
-    cmd += ["--features", str(args.features), "--components", str(args.components), "--out", str(out)]
-    cmd += ["--steps", str(steps), "--warmup", str(min(args.warmup, steps // 10)), "--lr", str(args.lr[scale])]
-    cmd += ["--eval-every", str(max(1, steps // args.evals)), "--time-limit", str(time_limit), *extra]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+@dataclass(frozen=True)
+class Job:
+    """One ``rewarddance train reward`` process of the study."""
+
+    scale: str
+    steps: int
+    out: Path
+    extra: tuple[str, ...] = ()
+
+    def command(self, args: argparse.Namespace) -> list[str]:
+        cmd = [sys.executable, "-m", "rewarddance.cli", "train", "reward", "--data", str(args.data)]
+        cmd += ["--scale", self.scale, "--features", str(args.features), "--components", str(args.components)]
+        cmd += ["--out", str(self.out), "--steps", str(self.steps), "--warmup", str(min(args.warmup, self.steps // 10))]
+        cmd += ["--lr", str(args.lr[self.scale]), "--eval-every", str(max(1, self.steps // args.evals))]
+        loso = "--leave-one-style-out" in self.extra
+        limit = (args.loso_time_limit if loso else args.time_limit)[self.scale]
+        cmd += ["--time-limit", str(limit), *self.extra]
+        return cmd
+
+
+def jobs(args: argparse.Namespace) -> list[Job]:
+    """Every training run of the study: per scale the in-domain run, its extra seeds and the LOSO run."""
+    out = []
+    for scale in args.scales:
+        out.append(Job(scale, args.steps[scale], args.runs / scale))
+        out += [Job(scale, args.steps[scale], seed_run(args, scale, k), ("--seed", str(k))) for k in seeds(args, scale)]
+        if args.loso and args.loso_steps[scale] > 0:  # 0 skips it where the budget cannot cover 7 runs
+            out.append(Job(scale, args.loso_steps[scale], args.runs / f"{scale}-loso", ("--leave-one-style-out",)))
+    return out
+
+
+def seeds(args: argparse.Namespace, scale: str) -> range:
+    """The extra seeds of a scale (seed 0 is the in-domain run itself)."""
+    return range(1, args.seeds[scale])
+
+
+def seed_run(args: argparse.Namespace, scale: str, seed: int) -> Path:
+    return args.runs / f"{scale}-seed{seed}"
+
+
+def run_jobs(args: argparse.Namespace, todo: list[Job]) -> None:
+    """Train every job, ``--parallel`` at a time. Concurrent runs write their output to RUNS/<name>.log and
+    share the machine (on a GPU the small scales leave most of it idle), which the table's hardware column says."""
+
+    def one(job: Job) -> None:
+        cmd = job.command(args)
+        print("$", " ".join(cmd), flush=True)
+        if args.parallel == 1:
+            subprocess.run(cmd, check=True)
+            return
+        job.out.parent.mkdir(parents=True, exist_ok=True)
+        env = os.environ | {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.parallel))}
+        with open(job.out.parent / f"{job.out.name}.log", "a") as log:
+            done = subprocess.run([*cmd, "--no-progress"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        print(f"{'done' if done.returncode == 0 else f'FAILED ({done.returncode})'}: {job.out}", flush=True)
+        if done.returncode:
+            raise subprocess.CalledProcessError(done.returncode, cmd)
+
+    with ThreadPoolExecutor(args.parallel) as pool:
+        failures = [f.exception() for f in [pool.submit(one, job) for job in todo] if f.exception()]
+    if failures:
+        raise SystemExit(f"error: {len(failures)} training run(s) failed: {failures}")
 
 
 @torch.no_grad()
@@ -95,7 +153,6 @@ def latency_ms(run: Path, examples: Examples, device: torch.device) -> dict[str,
 
 def scale_row(args: argparse.Namespace, scale: str, examples: Examples, table: Table, device: torch.device) -> dict:
     run = args.runs / scale
-    train_run(args, scale, args.steps[scale], args.time_limit[scale], run)
     manifest = json.loads((run / "run.json").read_text())
     model = load_model(run).to(device)
     rows = examples.split.eval_rows
@@ -112,7 +169,7 @@ def scale_row(args: argparse.Namespace, scale: str, examples: Examples, table: T
             "stopped_by_time_limit": manifest["stopped_by_time_limit"],
             "selected_step": manifest["selected_step"],
             "samples_seen": manifest["samples_seen"],
-            "hardware": f"{manifest['device']} x{manifest['world_size']}, {torch.get_num_threads()} threads",
+            "hardware": hardware(args, manifest),
         },
         "train_seconds": manifest["wall_seconds"],
         "seconds_per_step": manifest["seconds_per_step"],
@@ -120,11 +177,39 @@ def scale_row(args: argparse.Namespace, scale: str, examples: Examples, table: T
         "max_cuda_memory_mb": manifest.get("max_cuda_memory_mb"),
         "latency_ms": latency_ms(run, examples, device),
     }
-    if args.loso and args.loso_steps[scale] > 0:  # 0 skips it where the budget cannot cover 7 runs
-        loso = args.runs / f"{scale}-loso"
-        train_run(args, scale, args.loso_steps[scale], args.time_limit[scale], loso, "--leave-one-style-out")
+    if seeds(args, scale):
+        row["seeds"] = _seed_summary(
+            {0: manifest}
+            | {k: json.loads((seed_run(args, scale, k) / "run.json").read_text()) for k in seeds(args, scale)}
+        )
+    loso = args.runs / f"{scale}-loso"
+    if args.loso and args.loso_steps[scale] > 0:
         row["loso"] = json.loads((loso / "loso.json").read_text())
+        done = [json.loads((loso / fold / "run.json").read_text())["steps_done"] for fold in row["loso"]["folds"]]
+        row["loso"]["budget"] = {"steps_planned": args.loso_steps[scale], "steps_done": done}
     return row
+
+
+def hardware(args: argparse.Namespace, manifest: dict) -> str:
+    device = manifest["device"]
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    text = f"{device} x{manifest['world_size']}, {torch.get_num_threads()} threads"
+    return text + (f", {args.parallel} runs at a time" if args.parallel > 1 else "")
+
+
+def _seed_summary(manifests: dict[int, dict]) -> dict:
+    keys = ["spearman_reward", "pair_accuracy"]
+    per_seed = {
+        k: {key: m["metrics"][key] for key in keys} | {"selected_step": m["selected_step"]}
+        for k, m in manifests.items()
+    }
+    values = {key: np.array([m[key] for m in per_seed.values()]) for key in keys}
+    return {
+        "per_seed": per_seed,
+        "mean": {k: float(v.mean()) for k, v in values.items()},
+        "std": {k: float(v.std(ddof=1)) for k, v in values.items()},
+    }
 
 
 # --- baselines -------------------------------------------------------------------------------------------------
@@ -219,6 +304,14 @@ def _loso_summary(per_fold: dict[str, dict]) -> dict:
 # --- report ----------------------------------------------------------------------------------------------------
 
 
+def _seed_cell(row: dict) -> str:
+    if "seeds" not in row:
+        return ""
+    seeds = row["seeds"]
+    n = len(seeds["per_seed"])
+    return f" (seeds 0-{n - 1}: {seeds['mean']['spearman_reward']:.3f} ± {seeds['std']['spearman_reward']:.3f})"
+
+
 def markdown(payload: dict) -> str:
     ceiling = payload["noise_ceiling"] or {}
     rho_ceiling = ceiling.get("spearman_vs_mean_rating", {}).get("reward", float("nan"))
@@ -240,6 +333,10 @@ def markdown(payload: dict) -> str:
             if "loso" in r
             else "—"
         )
+        if "budget" in r.get("loso", {}):
+            done, planned = r["loso"]["budget"]["steps_done"], r["loso"]["budget"]["steps_planned"]
+            steps = f"{min(done)}" if min(done) == max(done) else f"{min(done)}-{max(done)}"
+            loso += f" ({steps}/{planned} steps per style)"
         memory = f"{r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else "—"
         if r.get("max_cuda_memory_mb"):
             memory += f" (CUDA {r['max_cuda_memory_mb']:.0f} MB)"
@@ -249,7 +346,7 @@ def markdown(payload: dict) -> str:
                 r["name"],
                 f"{r['parameters']:,}",
                 budget,
-                f"{m['spearman_reward']:.3f}",
+                f"{m['spearman_reward']:.3f}" + _seed_cell(r),
                 f"{r['gold']['reward']:.3f}",
                 loso,
                 f"{m['pair_accuracy']:.3f}",
@@ -265,7 +362,8 @@ def markdown(payload: dict) -> str:
         f"(noise ceiling {rho_ceiling:.3f}), for the step with the best val-split Spearman R; pair accuracy on the "
         f"test split's decided preference pairs (ceiling "
         f"{ceiling.get('pairwise_accuracy', float('nan')):.3f}); R vs gold: against the simulator's utility. "
-        f"LOSO: mean ± std over held-out styles (training on the train split's other prompts).\n"
+        f"LOSO: mean ± std over held-out styles (training on the train split's other prompts). Seeds: mean ± std "
+        f"(sample std) of the test Spearman R over in-domain runs that differ only in --seed.\n"
     )
 
 
@@ -317,9 +415,14 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", default=[], help="SCALE=N or N for all (default 2000)")
     parser.add_argument("--loso-steps", nargs="+", default=None, help="per held-out style (default: --steps)")
     parser.add_argument("--time-limit", nargs="+", default=[], help="SCALE=SECONDS per training run (default none)")
+    parser.add_argument(
+        "--loso-time-limit", nargs="+", default=None, help="SCALE=SECONDS per held-out style (default: --time-limit)"
+    )
     parser.add_argument("--lr", nargs="+", default=[], help="SCALE=LR or LR for all (default 1e-4)")
     parser.add_argument("--warmup", type=int, default=1000, help="capped at a tenth of each run's steps")
     parser.add_argument("--evals", type=int, default=10, help="val evaluations per run (model selection)")
+    parser.add_argument("--seeds", nargs="+", default=[], help="SCALE=N: in-domain runs with seeds 0..N-1 (default 1)")
+    parser.add_argument("--parallel", type=int, default=1, help="training runs at a time (a GPU fits several)")
     parser.add_argument("--no-loso", dest="loso", action="store_false")
     parser.add_argument("--runs", type=Path, default=Path("runs/scaling"))
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -331,18 +434,25 @@ def main() -> None:
     args.steps = per_scale(args.steps, args.scales, int, 2000)
     args.loso_steps = per_scale(args.loso_steps, args.scales, int, 0) if args.loso_steps else args.steps
     args.time_limit = per_scale(args.time_limit, args.scales, float, 0.0)
+    args.loso_time_limit = (
+        per_scale(args.loso_time_limit, args.scales, float, 0.0) if args.loso_time_limit else args.time_limit
+    )
     args.lr = per_scale(args.lr, args.scales, float, 1e-4)
+    args.seeds = per_scale(args.seeds, args.scales, int, 1)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     table = Table.load(args.data, args.features)
     pairs = load_pairs(args.data, table)
     style = StyleScorer.load(args.components)
     examples = build_examples(table, pairs, default_split(table), style)
+    run_jobs(args, jobs(args))
     rows = baseline_rows(args, table, pairs, style, examples)
     rows += [scale_row(args, scale, examples, table, device) for scale in args.scales]
     card = json.loads((args.data / "card.json").read_text())
     payload = {
-        "machine": machine() | {"device": str(device), "torch_threads": torch.get_num_threads()},
+        "machine": machine()
+        | {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"}
+        | {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "parallel_runs": args.parallel},
         "command": command(),
         "data": str(args.data),
         "table_sha256": card.get("table_sha256"),
