@@ -11,7 +11,7 @@
 set -euo pipefail
 OUT=${OUT:-runs/device-out}
 mkdir -p "$OUT"
-export PYTHONPATH=$PWD/src:$PWD/trainer:$PWD/benchmarks PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTHONPATH=$PWD/src:$PWD/trainer:$PWD/exporter:$PWD/server:$PWD/benchmarks PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 PY=${PYTHON:-python3}
 
 {
