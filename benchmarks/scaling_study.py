@@ -3,6 +3,9 @@ training time, peak memory and inference latency.
 
     python benchmarks/scaling_study.py --data data/shapes2k --steps small=20000 base=5000 large=500 \\
         --time-limit large=7200 --runs runs/scaling
+    python benchmarks/scaling_study.py ... --seeds small=5 --parallel 10   # on a GPU: every run at once
+
+(benchmarks/device_scaling.sh runs it on a lent GPU machine from a feature pack, scripts/feature_pack.py.)
 
 Each scale trains through ``rewarddance train reward`` in its own process (so peak RSS is that run's alone): once
 on the train split, with the best step picked on the val split (evaluated ``--evals`` times) and that model tested
@@ -119,7 +122,7 @@ def run_jobs(args: argparse.Namespace, todo: list[Job]) -> None:
             subprocess.run(cmd, check=True)
             return
         job.out.parent.mkdir(parents=True, exist_ok=True)
-        env = os.environ | {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.parallel))}
+        env = os.environ | {"OMP_NUM_THREADS": str(threads_per_run(args))}
         with open(job.out.parent / f"{job.out.name}.log", "a") as log:
             done = subprocess.run([*cmd, "--no-progress"], stdout=log, stderr=subprocess.STDOUT, env=env)
         print(f"{'done' if done.returncode == 0 else f'FAILED ({done.returncode})'}: {job.out}", flush=True)
@@ -194,8 +197,14 @@ def hardware(args: argparse.Namespace, manifest: dict) -> str:
     device = manifest["device"]
     if device.startswith("cuda") and torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)
-    text = f"{device} x{manifest['world_size']}, {torch.get_num_threads()} threads"
-    return text + (f", {args.parallel} runs at a time" if args.parallel > 1 else "")
+    if args.parallel > 1:
+        threads = threads_per_run(args)
+        return f"{device} x{manifest['world_size']}, {args.parallel} runs at a time, {threads} CPU thread(s) each"
+    return f"{device} x{manifest['world_size']}, {torch.get_num_threads()} threads"
+
+
+def threads_per_run(args: argparse.Namespace) -> int:
+    return max(1, (os.cpu_count() or 1) // args.parallel)
 
 
 def _seed_summary(manifests: dict[int, dict]) -> dict:

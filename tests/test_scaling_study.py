@@ -101,6 +101,6 @@ def test_study_end_to_end_on_tiny(tiny: dict, tmp_path: Path) -> None:
     assert [r["train"]["seed"] for r in seed_runs] == [0, 1]
     assert [per_seed[k]["spearman_reward"] for k in ("0", "1")] == [r["metrics"]["spearman_reward"] for r in seed_runs]
     assert per_seed["0"]["spearman_reward"] != per_seed["1"]["spearman_reward"]  # the seed reaches the training
-    assert row["budget"]["steps_done"] == 4 and "2 runs at a time" in row["budget"]["hardware"]
+    assert row["budget"]["steps_done"] == 4 and "2 runs at a time, 1 CPU thread(s) each" in row["budget"]["hardware"]
     assert (tmp_path / "runs" / "tiny-seed1.log").exists()  # concurrent runs log to files
     assert "seeds 0-1" in (out / "scaling.md").read_text() and (out / "scaling.png").stat().st_size > 0
