@@ -148,7 +148,7 @@ def percentiles(latencies: list[float]) -> dict:
 
 
 async def _load(url: str, payloads: list[dict], concurrency: int, duration: float) -> dict:
-    latencies, failures, images = [], 0, 0
+    latencies, failures, images, workers = [], 0, 0, {}
     stop = time.perf_counter() + duration
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
@@ -163,6 +163,8 @@ async def _load(url: str, payloads: list[dict], concurrency: int, duration: floa
                 if response.status_code == 200:
                     latencies.append(time.perf_counter() - t)
                     images += len(body["images"])
+                    worker_id = response.headers.get("x-worker", "-")  # set with --processes N
+                    workers[worker_id] = workers.get(worker_id, 0) + 1
                 else:
                     failures += 1
                 i += concurrency
@@ -170,9 +172,8 @@ async def _load(url: str, payloads: list[dict], concurrency: int, duration: floa
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
         wall = time.perf_counter() - t0
-    return {"images_per_s": round(images / wall, 2), "requests": len(latencies), "failures": failures} | percentiles(
-        latencies
-    )
+    summary = {"images_per_s": round(images / wall, 2), "requests": len(latencies), "failures": failures}
+    return summary | percentiles(latencies) | {"requests_by_worker": dict(sorted(workers.items()))}
 
 
 def gateway_point(url: str, samples: list[tuple[bytes, str]], concurrency: int, per_request: int, duration: float):

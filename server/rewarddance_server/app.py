@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from typing import Any
 
@@ -54,11 +55,23 @@ class Gateway:
     async def start(self) -> None:
         self.stopping = asyncio.Event()
         await self.service.start()
+        if self.settings.worker is not None:
+            # One of several workers on a shared socket accepts connections only once it can serve them: while it
+            # loads (at start, or replacing a dead worker) the others answer, and a request never meets a 503.
+            while not self.service.loaded and not self.stopping.is_set():
+                await asyncio.sleep(0.05)
         if self.settings.grpc_port >= 0:
             self.grpc = GrpcGateway(self.service, self.settings.host, self.settings.grpc_port)
             await self.grpc.start()
             self.grpc_port = self.grpc.port
-        self._http_task = asyncio.create_task(self.http.serve(), name="uvicorn")
+        sockets = None
+        if self.settings.reuse_port:  # one of several workers: each listens on its own socket of the same port
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listener.bind((self.settings.host, self.settings.http_port))
+            listener.listen(2048)
+            sockets = [listener]
+        self._http_task = asyncio.create_task(self.http.serve(sockets=sockets), name="uvicorn")
         for _ in range(500):  # bounded: uvicorn binds within milliseconds
             if self.http.started or self._http_task.done():
                 break
@@ -96,6 +109,10 @@ class Gateway:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.settings.worker is not None:
+            from .supervisor import WorkerLink
+
+            WorkerLink(self, loop).attach()
         await self.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

@@ -66,6 +66,12 @@ class Settings:
     warmup: bool = True
     log_level: str = "info"
     simulate_latency_ms: float = 0.0  # testing hook: extra latency per inference batch
+    # several processes (--processes N, supervisor.py): set by the supervisor for each worker
+    processes: int = 1
+    worker: int | None = None  # this worker's index
+    reuse_port: bool = False  # bind the HTTP port with SO_REUSEPORT: the kernel spreads connections over workers
+    control_fd: int | None = None  # supervisor -> worker: reload commands, one JSON object per line
+    report_fd: int | None = None  # worker -> supervisor: reloads asked of this worker, to repeat on the others
 
     @property
     def auth_enabled(self) -> bool:

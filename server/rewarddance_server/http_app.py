@@ -299,6 +299,7 @@ def error_response(error: GatewayError, rid: str) -> JSONResponse:
 def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
     auth = auth or Authenticator(service.settings.api_keys, service.settings.admin_keys)
     metrics = service.metrics
+    worker = None if service.settings.worker is None else str(service.settings.worker)
     app = FastAPI(
         title="rewarddance gateway",
         version="1",
@@ -328,6 +329,8 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
                 auth.check_scoring(key_of(request))
             payload = await work(timing)
             headers = {"x-request-id": rid}
+            if worker is not None:
+                headers["x-worker"] = worker
             if timing.inference_time or timing.queue_time:
                 headers["x-queue-time"] = f"{timing.queue_time:.6f}"
                 headers["x-inference-time"] = f"{timing.inference_time:.6f}"
@@ -420,7 +423,7 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
         async def work(timing: Timing) -> dict:
             body = await read_body(request, 64 * 1024)
             data = _json_object(body) if body.strip() else {}
-            return await service.reload(data.get("model"), data.get("version"))
+            return await service.reload(data.get("model"), data.get("version"), announce=True)
 
         return await handle(request, "/v1/admin/reload", work, admin=True)
 

@@ -1,11 +1,19 @@
-"""Prometheus metrics of one gateway (its own registry, so several gateways can live in one test process)."""
+"""Prometheus metrics of one gateway (its own registry, so several gateways can live in one test process).
+
+With several worker processes (``--processes N``) the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker
+imports prometheus_client: every worker then writes its values to files there and ``/metrics``, whichever worker
+answers it, reports the sum over the live workers (gauges: queue depth and cache counts summed, readiness the
+minimum, served versions the maximum)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -50,14 +58,26 @@ class Metrics:
         self.batch_requests = Histogram(
             "rewarddance_batch_requests", "Requests per inference batch", buckets=BATCH_BUCKETS, registry=r
         )
-        self.queue_depth = Gauge("rewarddance_queue_depth", "Requests waiting for inference", registry=r)
-        self.model_info = Gauge(
-            "rewarddance_model_info", "Served model versions (1 = serving)", ["model", "version"], registry=r
+        self.queue_depth = Gauge(
+            "rewarddance_queue_depth", "Requests waiting for inference", registry=r, multiprocess_mode="livesum"
         )
-        self.ready = Gauge("rewarddance_ready", "1 when models are loaded and warmed", registry=r)
+        self.model_info = Gauge(
+            "rewarddance_model_info",
+            "Served model versions (1 = serving)",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.ready = Gauge(
+            "rewarddance_ready", "1 when models are loaded and warmed", registry=r, multiprocess_mode="livemin"
+        )
         self.reloads = Counter("rewarddance_reloads", "Model reloads by result", ["result"], registry=r)
         self.prompt_cache = Gauge(
-            "rewarddance_prompt_cache", "Prompt-embedding cache hits and misses", ["model", "result"], registry=r
+            "rewarddance_prompt_cache",
+            "Prompt-embedding cache hits and misses",
+            ["model", "result"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
 
     def observe_request(self, protocol: str, route: str, status: int, code: str | None, seconds: float) -> None:
@@ -70,8 +90,16 @@ class Metrics:
         if serving:
             self.model_info.labels(name, str(version)).set(1)
         else:
+            self.model_info.labels(name, str(version)).set(0)  # in multiprocess mode the file keeps the last value
             with contextlib.suppress(KeyError):
                 self.model_info.remove(name, str(version))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        directory = os.environ.get(MULTIPROC_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)

@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env_int("REWARDDANCE_INFERENCE_WORKERS", 2),
         help="batches in flight at once (default 2)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=_env_int("REWARDDANCE_PROCESSES", 1),
+        help="gateway processes sharing the ports, each with its own models (default 1)",
+    )
     parser.add_argument("--max-queue", type=int, default=_env_int("REWARDDANCE_MAX_QUEUE", 128))
     parser.add_argument("--request-timeout", type=float, default=_env_float("REWARDDANCE_REQUEST_TIMEOUT", 30.0))
     parser.add_argument("--max-body-mb", type=float, default=_env_float("REWARDDANCE_MAX_BODY_MB", 32.0))
@@ -111,19 +117,28 @@ def settings_from_args(args: argparse.Namespace):
         warmup=not args.no_warmup,
         log_level=args.log_level,
         simulate_latency_ms=args.simulate_latency_ms,
+        processes=args.processes,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from .app import run as run_gateway
     from .logs import setup_logging
 
     if args.backend == "triton" and not args.triton_url:
         print("--backend triton needs --triton-url HOST:PORT (or REWARDDANCE_TRITON_URL)", flush=True)
+        return 2
+    if args.processes < 1:
+        print(f"--processes must be at least 1, got {args.processes}", flush=True)
         return 2
     settings = settings_from_args(args)
     setup_logging(settings.log_level)
     if not settings.repo.is_dir():
         print(f"no model repository at {settings.repo}", flush=True)
         return 2
+    if settings.processes > 1:
+        from .supervisor import run_supervised  # forks before gRPC / onnxruntime are imported
+
+        return run_supervised(settings)
+    from .app import run as run_gateway
+
     return run_gateway(settings)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +119,7 @@ class Service:
         self._reload_lock: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task] = []
         self.started_at = time.time()
+        self.on_reload: Callable[[str, int], None] | None = None  # set by a worker process (supervisor.py)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     @property
@@ -406,8 +407,10 @@ class Service:
             )
         return {"default_model": self.default_model or "", "models": models}
 
-    async def reload(self, model: Any = None, version: Any = None) -> dict:
-        """Load ``model``/``version`` (default: the default model's newest version), warm it, swap it in."""
+    async def reload(self, model: Any = None, version: Any = None, announce: bool = False) -> dict:
+        """Load ``model``/``version`` (default: the default model's newest version), warm it, swap it in.
+
+        ``announce``: pass the version that is now served to ``on_reload`` (the other worker processes follow)."""
         if model is not None and not isinstance(model, str):
             raise invalid_type("model", "a string", model)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
@@ -428,6 +431,8 @@ class Service:
             old = self._served.get(name)
             previous = {"name": name, "version": old.pipeline.version} if old else None
             if old is not None and old.pipeline.version == target.version:
+                if announce and self.on_reload is not None:
+                    self.on_reload(name, target.version)
                 return {"model": previous, "previous": previous, "changed": False}
             started = time.perf_counter()
             try:
@@ -437,6 +442,8 @@ class Service:
                 log.exception("reload failed")
                 raise GatewayError(500, "reload_failed", f"loading {name} v{target.version} failed: {exc}") from None
             self._served = {**self._served, name: Served(pipeline)}  # the atomic swap
+            if announce and self.on_reload is not None:
+                self.on_reload(name, pipeline.version)
             self.metrics.set_model(name, pipeline.version, True)
             self.metrics.reloads.labels("ok").inc()
             log.info(
