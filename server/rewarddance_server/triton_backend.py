@@ -13,6 +13,7 @@ import threading
 import time
 
 import numpy as np
+from tritonclient.utils import np_to_triton_dtype
 
 from rewarddance.scoring.repository import ModelVersion
 
@@ -86,8 +87,6 @@ class TritonBackend:
     def infer(self, version: ModelVersion, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         client = self._client()
         tc = self._local.module
-        from tritonclient.utils import np_to_triton_dtype
-
         request = []
         for name, value in inputs.items():
             value = np.ascontiguousarray(value)

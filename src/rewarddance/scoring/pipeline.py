@@ -113,15 +113,14 @@ class RewardPipeline:
     def prompt_features(self, prompts: list[str], use_cache: bool = True) -> list[PromptFeatures]:
         """One entry per prompt; every distinct uncached text is encoded once, in one batch."""
         found: dict[str, PromptFeatures] = {}
-        if use_cache:
-            with self._lock:
+        with self._lock:  # two inference workers may look up and count at once
+            if use_cache:
                 for text in prompts:
                     hit = self._cache.get(text)
                     if hit is not None:
                         self._cache.move_to_end(text)
                         found[text] = hit
-        missing = list(dict.fromkeys(t for t in prompts if t not in found))
-        with self._lock:  # two inference workers may count at once
+            missing = list(dict.fromkeys(t for t in prompts if t not in found))
             self.cache_hits += len(prompts) - len(missing)  # every prompt not encoded by this call
             self.cache_misses += len(missing)
         if missing:
