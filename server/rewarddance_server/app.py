@@ -56,7 +56,7 @@ class Gateway:
         self.stopping = asyncio.Event()
         await self.service.start()
         if self.settings.worker is not None:
-            # One of several workers on a shared socket accepts connections only once it can serve them: while it
+            # One of several workers on the same ports listens only once it can serve: while it
             # loads (at start, or replacing a dead worker) the others answer, and a request never meets a 503.
             while not self.service.loaded and not self.stopping.is_set():
                 await asyncio.sleep(0.05)

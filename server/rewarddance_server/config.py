@@ -33,6 +33,10 @@ def load_keys(env_name: str, file_path: str | Path | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
+# Set by the supervisor of several workers before any of them imports prometheus_client (metrics.py reads it).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 @dataclass(frozen=True)
 class Settings:
     repo: Path

@@ -423,7 +423,7 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
         async def work(timing: Timing) -> dict:
             body = await read_body(request, 64 * 1024)
             data = _json_object(body) if body.strip() else {}
-            return await service.reload(data.get("model"), data.get("version"), announce=True)
+            return await service.admin_reload(data.get("model"), data.get("version"))
 
         return await handle(request, "/v1/admin/reload", work, admin=True)
 

@@ -407,10 +407,15 @@ class Service:
             )
         return {"default_model": self.default_model or "", "models": models}
 
-    async def reload(self, model: Any = None, version: Any = None, announce: bool = False) -> dict:
-        """Load ``model``/``version`` (default: the default model's newest version), warm it, swap it in.
+    async def admin_reload(self, model: Any = None, version: Any = None) -> dict:
+        """``reload``, then pass the version now served to ``on_reload``, so the other worker processes follow."""
+        result = await self.reload(model, version)
+        if self.on_reload is not None:
+            self.on_reload(result["model"]["name"], result["model"]["version"])
+        return result
 
-        ``announce``: pass the version that is now served to ``on_reload`` (the other worker processes follow)."""
+    async def reload(self, model: Any = None, version: Any = None) -> dict:
+        """Load ``model``/``version`` (default: the default model's newest version), warm it, swap it in."""
         if model is not None and not isinstance(model, str):
             raise invalid_type("model", "a string", model)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
@@ -431,8 +436,6 @@ class Service:
             old = self._served.get(name)
             previous = {"name": name, "version": old.pipeline.version} if old else None
             if old is not None and old.pipeline.version == target.version:
-                if announce and self.on_reload is not None:
-                    self.on_reload(name, target.version)
                 return {"model": previous, "previous": previous, "changed": False}
             started = time.perf_counter()
             try:
@@ -442,8 +445,6 @@ class Service:
                 log.exception("reload failed")
                 raise GatewayError(500, "reload_failed", f"loading {name} v{target.version} failed: {exc}") from None
             self._served = {**self._served, name: Served(pipeline)}  # the atomic swap
-            if announce and self.on_reload is not None:
-                self.on_reload(name, pipeline.version)
             self.metrics.set_model(name, pipeline.version, True)
             self.metrics.reloads.labels("ok").inc()
             log.info(

@@ -38,11 +38,10 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import Settings
+from .config import MULTIPROC_ENV, Settings
 
 log = logging.getLogger("rewarddance_server.supervisor")
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the same name as metrics.MULTIPROC_ENV (not imported: no prometheus here)
 FAST_EXIT_S = 10.0
 MAX_FAST_EXITS = 3
 KILL_GRACE_S = 5.0
@@ -57,9 +56,9 @@ class _Worker:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, listener: socket.socket, metrics_dir: str) -> None:
+    def __init__(self, settings: Settings, reserved: socket.socket, metrics_dir: str) -> None:
         self.settings = settings
-        self.listener = listener
+        self.reserved = reserved  # holds the HTTP port; never listens
         self.metrics_dir = metrics_dir
         self.workers: dict[int, _Worker] = {}  # by pid
         self.versions: dict[str, int] = {}  # model -> version, from reloads, replayed to restarted workers
@@ -105,7 +104,7 @@ class Supervisor:
                             os.kill(worker.pid, signal.SIGKILL)
                     self.kill_at = None
         finally:
-            self.listener.close()
+            self.reserved.close()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
         ok = not self.failed and all(code == 0 for code in self.exit_codes)
         log.info("supervisor stopped", extra={"exit_codes": self.exit_codes})
@@ -136,7 +135,7 @@ class Supervisor:
                 for worker in self.workers.values():
                     os.close(worker.control)
                 os.close(self.report_r)
-                self.listener.close()
+                self.reserved.close()
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
