@@ -45,13 +45,13 @@ def pack(features: Path, image_encoder: Path, out: Path, components: Path | None
     data = features.parent.parent
     out.mkdir(parents=True, exist_ok=True)
     mask = np.load(features / "prompt_mask.npy")
-    tokens = np.load(features / "prompt_tokens.npy", mmap_mode="r")
+    tokens = np.load(features / "prompt_tokens.npy")
     np.savez(
         out / "prompts.npz",
         pooled=np.load(features / "prompt_pooled.npy"),
         mask=mask,
-        valid_tokens=np.asarray(tokens)[mask],  # (real tokens, width): the padded slots are rebuilt as zeros
-        padded_tokens=np.asarray(tokens)[~mask][:1],
+        valid_tokens=tokens[mask],  # (real tokens, width)
+        padded_tokens=tokens[~mask][:1],  # one padded slot's states, written into every padded slot on unpack
     )
     np.savez(
         out / "check.npz",
@@ -148,7 +148,7 @@ def unpack(pack_dir: Path, data: Path, workers: int) -> Path:
     for start, ids, pooled, toks in _encode_images(data, pack_dir / "image_encoder.onnx", size, workers):
         if ids != expected_ids[start : start + len(ids)]:
             raise SystemExit(f"error: image order differs from the packed cache at row {start}")
-        pooled_out[start : start + len(ids)] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        pooled_out[start : start + len(ids)] = pooled  # the graph's embedding is already L2-normalised
         tokens_out[start : start + len(ids)] = toks
     pooled_out.flush()
     tokens_out.flush()
