@@ -1,6 +1,7 @@
 """Render a synthetic shapes-world reward dataset with simulated raters (resumable, parallel).
 
 Example: rewarddance data synth --prompts 200 --images-per-prompt 8 --seed 0 --out data/shapes --preview sheet.png
+Shifted evaluation world: rewarddance data synth --world shifted --seed 1 --out data/shapes-shifted
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("P", "S", "C", "N"),
         help="weights of the hidden human utility (default 0.40 0.25 0.25 0.10)",
     )
+    parser.add_argument(
+        "--world",
+        choices=("standard", "shifted"),
+        default="standard",
+        help="standard (default) or shifted: other prompt wording and mix, for evaluation only",
+    )
     parser.add_argument("--style-probability", type=float, default=0.75, help="share of prompts naming a style")
     parser.add_argument("--chunk-prompts", type=int, default=None, help="prompts per resumable chunk")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 tie_strength=args.tie_strength,
             ),
             chunk_prompts=args.chunk_prompts or default_chunk_prompts(args.prompts),
+            world=args.world,
         )
         command = "rewarddance " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         card = synthesize(
