@@ -2,8 +2,10 @@
 
 Example: rewarddance export --run runs/reward-small --repo model_repository --precision int8
 
-Writes image_encoder/ and text_encoder/ (reused when identical weights are already there) and reward_<scale>/
-as new versions (never overwriting one), each with manifest.json and config.pbtxt; see docs/exporter.md.
+A pixel reward run (``rewarddance train pixel-reward``) writes prompt_encoder/ and reward_<scale>/; a feature run
+(``rewarddance train reward``) writes image_encoder/ and text_encoder/ (reused when identical weights are already
+there) and reward_<scale>/; all as new versions (never overwriting one), each with manifest.json and config.pbtxt;
+see docs/exporter.md.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
     )
     try:
-        export_run(args.run, args.repo, opts)
+        from .pixel_export import export_pixel_run, is_pixel_run
+
+        (export_pixel_run if is_pixel_run(args.run) else export_run)(args.run, args.repo, opts)
     except (ExportError, ParityError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

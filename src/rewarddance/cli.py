@@ -19,11 +19,13 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "import": "rewarddance_trainer.data.importers.cli",
         "preview": "rewarddance_trainer.shapes.preview",
         "embed": "rewarddance_trainer.encoders.embed_cmd",
+        "prompt-states": "rewarddance_trainer.pixel_reward.states_cmd",
     },
     "train": {
         "encoder": "rewarddance_trainer.encoders.train_cmd",
         "components": "rewarddance_trainer.components.fit_cmd",
         "reward": "rewarddance_trainer.reward.train_cmd",
+        "pixel-reward": "rewarddance_trainer.pixel_reward.train_cmd",
         "generator": "rewarddance_trainer.generator.train_cmd",
     },
     "demo": {None: "rewarddance_trainer.demo"},

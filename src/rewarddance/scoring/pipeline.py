@@ -1,5 +1,12 @@
 """Decoded pixels and prompts in, component scores and R out: the gateway's whole model path.
 
+A pixel reward model (v2, manifest ``architecture: "pixel"``) is one graph after the prompt encoder:
+
+    prompts --tokenizer--> ids --prompt_encoder--> MiniLM token states, mask --+
+    pixels (n, s, s, 3) uint8 -------------------------------------------------+--> reward model -> components, R
+
+A feature reward model (v1) runs two encoders and the numpy component scorers first:
+
     pixels (n, s, s, 3) uint8 --image_encoder--> embedding, patch tokens --+
     prompts --tokenizer--> ids --text_encoder--> embedding, token states --+--> component scorers (numpy) -> signals
                                                                             +--> reward model -> components, R
@@ -22,13 +29,13 @@ from ..components.base import COMPONENTS, FeatureBatch
 from ..components.bundle import ComponentSet
 from ..components.composition import composition_features
 from .backend import InferenceBackend, OnnxRuntimeBackend
-from .repository import REWARD_KIND, ModelRepository, ModelVersion, RepositoryError
+from .repository import PIXEL_ARCHITECTURE, REWARD_KIND, ModelRepository, ModelVersion, RepositoryError
 from .tokenizer import PromptTokenizer
 
 
 @dataclass(frozen=True)
 class PromptFeatures:
-    embedding: np.ndarray  # (d,) unit norm
+    embedding: np.ndarray | None  # (d,) unit norm (v1 text encoders; a pixel model's prompt encoder has none)
     tokens: np.ndarray  # (L, w) text token states
     mask: np.ndarray  # (L,) bool, True for real tokens
 
@@ -37,7 +44,7 @@ class PromptFeatures:
 class Scores:
     components: np.ndarray  # (n, 4) in COMPONENTS order, each in [0, 1]
     reward: np.ndarray  # (n,) R with the model's default weights
-    signals: np.ndarray  # (n, 4) the baseline scorers' inputs to the reward model
+    signals: np.ndarray | None  # (n, 4) the baseline scorers' inputs to a v1 reward model; None for pixel models
 
 
 class RewardPipeline:
@@ -57,15 +64,21 @@ class RewardPipeline:
         if self.manifest.get("kind") != REWARD_KIND:
             raise RepositoryError(f"{name} v{self.model.version} is a {self.manifest.get('kind')}, not a reward model")
         self.backend = backend or OnnxRuntimeBackend()
+        self.pixel = self.manifest.get("architecture") == PIXEL_ARCHITECTURE
         encoders = self.manifest["encoders"]
-        self.image_encoder = self.repository.get(encoders["image"]["name"], encoders["image"]["version"])
         self.text_encoder = self.repository.get(encoders["text"]["name"], encoders["text"]["version"])
         prep = self.manifest["preprocessing"]
         self.image_size = int(prep["image_size"])
         self.tokenizer = PromptTokenizer(
             self.model.path / prep["tokenizer"], prep["context_length"], prep["pad_token_id"]
         )
-        self.scorers = ComponentSet.load(self.model.path / self.manifest["component_scorers"])
+        if self.pixel:
+            self.image_encoder, self.scorers = None, None
+            self._styles = list(self.manifest.get("styles", []))
+        else:
+            self.image_encoder = self.repository.get(encoders["image"]["name"], encoders["image"]["version"])
+            self.scorers = ComponentSet.load(self.model.path / self.manifest["component_scorers"])
+            self._styles = list(self.scorers.style.styles)
         self.components = tuple(self.manifest["components"])
         if self.components != COMPONENTS:
             raise RepositoryError(f"{name} v{self.version} has components {self.components}, expected {COMPONENTS}")
@@ -88,10 +101,10 @@ class RewardPipeline:
 
     @property
     def styles(self) -> list[str]:
-        return list(self.scorers.style.styles)
+        return list(self._styles)
 
     def versions(self) -> list[ModelVersion]:
-        return [self.image_encoder, self.text_encoder, self.model]
+        return [v for v in (self.image_encoder, self.text_encoder, self.model) if v is not None]
 
     def load(self) -> RewardPipeline:
         for version in self.versions():
@@ -125,8 +138,10 @@ class RewardPipeline:
             self.cache_misses += len(missing)
         if missing:
             out = self.backend.infer(self.text_encoder, {"input_ids": self.tokenizer(missing)})
+            embeddings = out.get("embedding")
             for i, text in enumerate(missing):
-                found[text] = PromptFeatures(out["embedding"][i], out["tokens"][i], out["mask"][i].astype(bool))
+                embedding = None if embeddings is None else embeddings[i]
+                found[text] = PromptFeatures(embedding, out["tokens"][i], out["mask"][i].astype(bool))
             if use_cache:
                 with self._lock:
                     for text in missing:
@@ -154,6 +169,8 @@ class RewardPipeline:
             raise ValueError(f"pixels must be (n, {self.image_size}, {self.image_size}, 3), got {pixels.shape}")
         if len(prompts) != n:
             raise ValueError(f"{n} images but {len(prompts)} prompts")
+        if self.pixel:
+            return self._score_pixels(pixels, prompts, styles, use_cache)
         features = self.prompt_features(prompts, use_cache)
         image = self.backend.infer(self.image_encoder, {"pixels": pixels})
         batch = FeatureBatch(
@@ -174,6 +191,25 @@ class RewardPipeline:
         )
         reward = out["reward"].reshape(n).astype(np.float32)
         return Scores(out["components"].astype(np.float32), reward, signals)
+
+    def _score_pixels(
+        self, pixels: np.ndarray, prompts: list[str], styles: list[str | None] | None, use_cache: bool
+    ) -> Scores:
+        """The pixel model reads the style from the prompt's words: a requested style is appended to the prompt
+        the way the shapes world's prompts name one ("<prompt>, <style>")."""
+        if styles is not None:
+            prompts = [p if s is None else f"{p}, {s}" for p, s in zip(prompts, styles, strict=True)]
+        features = self.prompt_features(prompts, use_cache)
+        out = self.backend.infer(
+            self.model,
+            {
+                "pixels": pixels,
+                "prompt_tokens": np.stack([f.tokens for f in features], dtype=np.float32),
+                "prompt_mask": np.stack([f.mask for f in features]),
+            },
+        )
+        reward = out["reward"].reshape(len(pixels)).astype(np.float32)
+        return Scores(out["components"].astype(np.float32), reward, None)
 
     def preference_probability(self, reward_a: float, reward_b: float) -> float:
         """P(a beats b) under the model's Bradley-Terry scale."""

@@ -16,7 +16,8 @@ MODEL_FILE = "model.onnx"
 CONFIG = "config.pbtxt"
 FORMAT = 1
 REWARD_KIND = "reward"
-KINDS = ("image_encoder", "text_encoder", REWARD_KIND)
+KINDS = ("image_encoder", "text_encoder", "prompt_encoder", REWARD_KIND)
+PIXEL_ARCHITECTURE = "pixel"  # a reward manifest's "architecture": one graph from pixels + prompt states (v2)
 
 
 class RepositoryError(LookupError):

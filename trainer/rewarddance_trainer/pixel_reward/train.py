@@ -1,0 +1,296 @@
+"""Pixel reward model recipe: setup -> train -> select -> test -> save, top to bottom.
+
+Each step takes ``prompts_per_batch`` training prompts with all their candidates (a seeded permutation of the
+training prompts per epoch, so a resumed run sees the same batches) and minimises
+
+    mse_weight * MSE(heads, mean Likert ratings in [0, 1])
+  + bt_weight * Bradley-Terry(R_a - R_b; the pairs table's winner, ties as 0.5)
+  + listwise_weight * ListNet(softmax(R / t) against softmax(rated utility / t) over each prompt's candidates)
+
+with AdamW (warmup + cosine, gradient norm clipped to 1). Only the human tables are read; gold never. Every
+``eval_every`` steps the model is validated on a fixed draw of val prompts and the best step by val Spearman R
+is kept (with each checkpoint, so a resume keeps it too). At the end the kept weights are tested once on the
+test split and written as ``reward.safetensors`` with ``run.json``, ``metrics.jsonl`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ..data import schema
+from ..reward.train import code_version, peak_rss_mb
+from . import evaluate
+from .config import PixelTrainConfig, load_scale
+from .data import PairIndex, PromptGroups, Tables, collate
+from .model import MANIFEST_FILE, WEIGHTS_FILE, PixelRewardModel, parameter_count
+from .text import load_cache
+
+CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"
+TRAIN_STATE = "train_state.pt"
+
+
+# --- losses ----------------------------------------------------------------------------------------------------
+def mse_loss(components: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    rated = ~torch.isnan(targets)
+    return torch.where(rated, components - targets.nan_to_num(), 0.0).pow(2).sum() / rated.sum().clamp(min=1)
+
+
+def bt_loss(reward: torch.Tensor, a: np.ndarray, b: np.ndarray, target: np.ndarray, scale: torch.Tensor):
+    if len(a) == 0:
+        return reward.sum() * 0.0
+    logits = scale * (reward[torch.from_numpy(a)] - reward[torch.from_numpy(b)])
+    return F.binary_cross_entropy_with_logits(logits, torch.from_numpy(target).to(logits.device))
+
+
+def listwise_loss(reward: torch.Tensor, utility: torch.Tensor, group: np.ndarray, temperature: float) -> torch.Tensor:
+    """ListNet: cross-entropy of softmax(R / t) against softmax(utility / t) within each prompt's candidates."""
+    losses = []
+    for g in np.unique(group):
+        members = torch.from_numpy(np.flatnonzero(group == g))
+        u = utility[members]
+        if len(members) < 2 or torch.isnan(u).any():
+            continue
+        target = torch.softmax(u / temperature, dim=0)
+        losses.append(-(target * torch.log_softmax(reward[members] / temperature, dim=0)).sum())
+    return torch.stack(losses).mean() if losses else reward.sum() * 0.0
+
+
+# --- schedule, batches -----------------------------------------------------------------------------------------
+def learning_rate(step: int, cfg: PixelTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """Batches of prompt indices from step ``start`` on: a seeded permutation per epoch, the last partial batch
+    dropped, so step s always sees the same prompts whether or not the run was resumed."""
+
+    def __init__(self, n: int, per_batch: int, seed: int, start: int, steps: int) -> None:
+        self.n, self.per_batch, self.seed, self.start, self.steps = n, min(per_batch, n), seed, start, steps
+        self.per_epoch = max(1, n // self.per_batch)
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            epoch, k = divmod(step, self.per_epoch)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            yield order[k * self.per_batch : (k + 1) * self.per_batch].tolist()
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+
+def fixed_draw(prompt_rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` of the prompts (all when n is 0 or larger than the split), the same draw every time."""
+    if n <= 0 or n >= len(prompt_rows):
+        return prompt_rows
+    return np.sort(np.random.default_rng([seed, 7]).choice(prompt_rows, n, replace=False))
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------------
+@dataclass
+class Best:
+    step: int | None = None
+    metrics: dict | None = None
+
+    @property
+    def value(self) -> float:
+        v = (self.metrics or {}).get("spearman_reward", float("nan"))
+        return v if math.isfinite(v) else -math.inf
+
+
+def save_checkpoint(run: Path, model, optimizer, step: int, identity: dict, best: Best) -> None:
+    """train_state.pt is written last, so a crash leaves the previous checkpoint whole."""
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / (CHECKPOINT + ".tmp"))
+    state = {"optimizer": optimizer.state_dict(), "step": step, "identity": identity, "best": asdict(best)}
+    torch.save(state, run / (TRAIN_STATE + ".tmp"))
+    (run / (CHECKPOINT + ".tmp")).replace(run / CHECKPOINT)
+    (run / (TRAIN_STATE + ".tmp")).replace(run / TRAIN_STATE)
+
+
+def resume(run: Path, model, optimizer, identity: dict) -> tuple[int, Best]:
+    if not (run / TRAIN_STATE).exists():
+        return 0, Best()
+    state = torch.load(run / TRAIN_STATE, weights_only=False, map_location="cpu")
+    if state["identity"] != identity:
+        raise ValueError(f"{run} holds a run with other settings; use a new --out or the same settings to resume")
+    model.load_state_dict(load_file(run / CHECKPOINT))
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"]), Best(**state["best"])
+
+
+def _log(run: Path, record: dict) -> None:
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _records(run: Path, upto: int) -> list[dict]:
+    path = run / "metrics.jsonl"
+    records = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    records = [r for r in records if r["step"] <= upto]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records)) if path.exists() else None
+    return records
+
+
+# --- the recipe ------------------------------------------------------------------------------------------------
+def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True) -> dict:
+    """Train on ``data``'s train split into ``run`` (rerun to resume); returns the run manifest."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tables = Tables.load(data)
+    states = load_cache(data)
+    scale = load_scale(cfg.scale)
+    model_cfg = replace(scale, dropout=scale.dropout if cfg.dropout is None else cfg.dropout)
+    card = json.loads(schema.Layout(data).card.read_text())
+    train_prompts = tables.prompt_rows("train")
+    val_prompts = fixed_draw(tables.prompt_rows("val"), cfg.val_prompts, cfg.seed)
+    if len(train_prompts) == 0 or len(val_prompts) == 0:
+        raise ValueError(f"{data} needs prompts in both the train and the val split")
+    run.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(cfg.seed)
+    model = PixelRewardModel(model_cfg).to(device)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]  # biases, norms, the BT scale
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    identity = {"train": asdict(cfg) | {"workers": None}, "model": asdict(model_cfg), "data": card.get("table_sha256")}
+    start, best = resume(run, model, optimizer, identity)
+    records = _records(run, start)
+    elapsed0 = records[-1]["seconds"] if records else 0.0
+
+    groups = PromptGroups(tables, train_prompts, model_cfg.image_size, cfg.images_per_prompt, cfg.seed)
+    sampler = EpochBatches(len(train_prompts), cfg.prompts_per_batch, cfg.seed, start, cfg.steps)
+    batches = torch.utils.data.DataLoader(
+        groups,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        prefetch_factor=4 if cfg.workers else None,
+    )
+    targets_all = torch.from_numpy(tables.targets)
+    pairs = PairIndex(tables.pair_rows, tables.pair_target, len(tables.images))
+    tokens, mask = states
+
+    started = time.perf_counter() - elapsed0
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"pixel reward {cfg.scale}", disable=not progress)
+    step = start
+    for rows, pixels, group in batches:
+        lr = learning_rate(step, cfg)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        model.train()
+        prompt_tokens, prompt_mask = evaluate.prompt_inputs(tables, tokens, mask, rows)
+        components, reward = model(
+            torch.from_numpy(pixels).to(device), prompt_tokens.to(device), prompt_mask.to(device)
+        )
+        targets = targets_all[rows].to(device)
+        mse = mse_loss(components, targets)
+        bt = bt_loss(reward, *pairs.within(rows), model.bt_scale)
+        listwise = listwise_loss(reward, targets @ model.weights, group, cfg.listwise_temperature)
+        loss = cfg.mse_weight * mse + cfg.bt_weight * bt + cfg.listwise_weight * listwise
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        record = {
+            "step": step,
+            "loss": round(float(loss), 5),
+            "mse": round(float(mse), 5),
+            "bt": round(float(bt), 5),
+            "listwise": round(float(listwise), 5),
+            "lr": lr,
+            "images": len(rows),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            rows_v, c_v, r_v = evaluate.predict(model, tables, states, val_prompts, cfg.workers)
+            val = evaluate.metrics(tables, rows_v, c_v, r_v, model.weights.cpu().numpy())
+            record |= {f"val_{k}": v for k, v in val.items()}
+            if best.step is None or val["spearman_reward"] > best.value:
+                best = Best(step, val)
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / (BEST + ".tmp"))
+                (run / (BEST + ".tmp")).replace(run / BEST)
+            bar.set_postfix(val_R=f"{val['spearman_reward']:.3f}", refresh=False)
+        records.append(record)
+        _log(run, record)
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            save_checkpoint(run, model, optimizer, step, identity, best)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
+        bar.update(1)
+    bar.close()
+    return finish(run, model, tables, states, cfg, model_cfg, card, best, records, data)
+
+
+def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records, data) -> dict:
+    """The kept weights tested once on the test split; weights, curves and run.json."""
+    if (run / BEST).exists():
+        model.load_state_dict(load_file(run / BEST))
+    test_prompts = fixed_draw(tables.prompt_rows("test"), cfg.test_prompts, cfg.seed)
+    rows, c, r = evaluate.predict(model, tables, states, test_prompts, cfg.workers)
+    final = evaluate.metrics(tables, rows, c, r, model.weights.cpu().numpy())
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / WEIGHTS_FILE)
+    times = np.diff([x["seconds"] for x in records if "val_spearman_reward" not in x]) if len(records) > 2 else []
+    manifest = {
+        "kind": "pixel_reward",
+        "scale": cfg.scale,
+        "model": asdict(model_cfg),
+        "parameters": parameter_count(model),
+        "train": asdict(cfg),
+        "weights": dict(zip(["fidelity", "style", "composition", "novelty"], model.weights.tolist(), strict=True)),
+        "bt_scale": float(model.bt_scale.detach()),
+        "steps_done": records[-1]["step"] if records else 0,
+        "selected_step": best.step,
+        "val_metrics": best.metrics,
+        "metrics": final,  # test split, selected weights
+        "samples_seen": int(sum(x["images"] for x in records)),
+        "wall_seconds": records[-1]["seconds"] if records else 0.0,
+        "seconds_per_step": round(float(np.median(times)), 4) if len(times) else None,
+        "peak_rss_mb": peak_rss_mb(),
+        "torch_threads": torch.get_num_threads(),
+        "data": {"path": str(data), "table_sha256": card.get("table_sha256"), "counts": card.get("counts")},
+        "noise_ceiling": card.get("noise_ceiling"),
+        "code_version": code_version(),
+    }
+    (run / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    plot_curves(run, records, card.get("noise_ceiling"), best.step)
+    return manifest
+
+
+def plot_curves(run: Path, records: list[dict], ceiling: dict | None, selected: int | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    steps = [r["step"] for r in records]
+    for key in ("mse", "bt", "listwise"):
+        ax1.plot(steps, [r[key] for r in records], lw=0.6, label=key)
+    ax1.set(xlabel="step", ylabel="training loss", yscale="log", title="pixel reward model training")
+    ax1.legend()
+    evals = [r for r in records if "val_spearman_reward" in r]
+    for key in ("val_spearman_reward", "val_spearman_fidelity", "val_pair_accuracy"):
+        ax2.plot([r["step"] for r in evals], [r[key] for r in evals], marker="o", ms=3, label=key)
+    if ceiling:
+        ax2.axhline(ceiling["spearman_vs_mean_rating"]["reward"], color="C0", ls="--", lw=0.8, label="ceiling rho R")
+    if selected:
+        ax2.axvline(selected, color="grey", ls=":", lw=0.8, label=f"selected step {selected}")
+    ax2.set(xlabel="step", title="validation")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(run / "curves.png", dpi=110)
+    plt.close(fig)
