@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from .config import Settings
+from .connections import guarded_protocol
 from .grpc_server import GrpcGateway
 from .http_app import create_app
 from .service import Service
@@ -44,10 +46,15 @@ class Gateway:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=int(max(1, settings.shutdown_timeout_s)),
-            timeout_keep_alive=5,
+            timeout_keep_alive=settings.idle_timeout_s,  # type: ignore[arg-type]  # a float works (call_later)
+            http=guarded_protocol(
+                self.service.metrics, settings.max_connections, settings.header_timeout_s, settings.body_timeout_s
+            ),
         )
+        _ensure_file_descriptors(settings.max_connections)
         self.http = _Uvicorn(config)
         self.grpc: GrpcGateway | None = None
+        self.link: Any = None  # supervisor.WorkerLink when this process is one of several workers
         self.stopping: asyncio.Event | None = None
         self.http_port: int | None = None
         self.grpc_port: int | None = None
@@ -60,6 +67,8 @@ class Gateway:
             # loads (at start, or replacing a dead worker) the others answer, and a request never meets a 503.
             while not self.service.loaded and not self.stopping.is_set():
                 await asyncio.sleep(0.05)
+            if self.link is not None and self.service.loaded:
+                await self.link.agree_versions()  # serve the supervisor's versions from the first request on
         if self.settings.grpc_port >= 0:
             self.grpc = GrpcGateway(self.service, self.settings.host, self.settings.grpc_port)
             await self.grpc.start()
@@ -112,12 +121,32 @@ class Gateway:
         if self.settings.worker is not None:
             from .supervisor import WorkerLink
 
-            WorkerLink(self, loop).attach()
+            self.link = WorkerLink(self, loop)
+            self.link.attach()
         await self.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.request_stop)
         await self.wait_and_stop()
+
+
+FD_RESERVE = 256  # descriptors beyond the connections: model files, gRPC, pipes, logs
+
+
+def _ensure_file_descriptors(max_connections: int) -> None:
+    """Raise the soft descriptor limit towards the hard one so ``max_connections`` fit with room to spare."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        if soft < want:
+            log.warning(
+                "the file-descriptor limit is below --max-connections plus a reserve",
+                extra={"limit": soft, "max_connections": max_connections, "reserve": FD_RESERVE},
+            )
 
 
 def run(settings: Settings, service: Service | None = None) -> int:

@@ -60,7 +60,18 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     max_images: int = 64
     max_pixels: int = 4096 * 4096  # per image, checked from the header before decoding
+    # per image after the resize that precedes the centre crop (a 1 x 100,000 image resized to 224 on its shorter
+    # side is 224 x 22,400,000): checked from the header before decoding, so thin images cannot amplify the work
+    max_resized_pixels: int = 4 * 1024 * 1024
     max_prompt_chars: int = 1000
+    # work in flight per process (admission): beyond either -> 429 / RESOURCE_EXHAUSTED with Retry-After
+    max_inflight_bytes: int = 128 * 1024 * 1024  # request bodies being read or held
+    max_inflight_images: int = 512  # images between admission and their result (decode, queue, inference)
+    # connections (HTTP): slow or idle clients are closed, and a process holds at most this many at once
+    max_connections: int = 512  # beyond -> 429 too_many_connections, connection closed
+    header_timeout_s: float = 10.0  # first byte of a request -> end of its headers
+    body_timeout_s: float = 30.0  # end of the headers -> last byte of the body (the request deadline also applies)
+    idle_timeout_s: float = 5.0  # keep-alive: a connection with no request in flight for this long is closed
     # credentials (never logged)
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     admin_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -76,6 +87,7 @@ class Settings:
     reuse_port: bool = False  # bind the HTTP port with SO_REUSEPORT: the kernel spreads connections over workers
     control_fd: int | None = None  # supervisor -> worker: reload commands, one JSON object per line
     report_fd: int | None = None  # worker -> supervisor: reloads asked of this worker, to repeat on the others
+    versions: tuple[tuple[str, int], ...] = ()  # (model, version) the supervisor serves: a new worker loads these
 
     @property
     def auth_enabled(self) -> bool:

@@ -16,10 +16,12 @@ GRPC_CODES = {
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     405: grpc.StatusCode.UNIMPLEMENTED,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
     413: grpc.StatusCode.INVALID_ARGUMENT,
     415: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    499: grpc.StatusCode.CANCELLED,
     500: grpc.StatusCode.INTERNAL,
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -80,6 +82,11 @@ def backend_unavailable(message: str) -> GatewayError:
 
 def deadline_exceeded(timeout: float) -> GatewayError:
     return GatewayError(504, "deadline_exceeded", f"no result within the request deadline ({timeout:.3g} s)")
+
+
+def client_disconnected() -> GatewayError:
+    """The client went away mid-request (nginx's 499): counted as its own status, never as a server error."""
+    return GatewayError(499, "client_disconnected", "the client closed the connection before the request was read")
 
 
 def internal(message: str = "internal error") -> GatewayError:

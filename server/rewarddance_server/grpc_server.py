@@ -4,6 +4,10 @@ Errors: the status code of docs/api.md's table, the message as details, and trai
 ``x-error-field``, ``retry-after`` and ``x-request-id``. Successful calls send ``x-request-id`` as initial
 metadata and ``x-queue-time`` / ``x-inference-time`` as trailing metadata. Health: ``""`` is liveness (SERVING
 while the process runs), ``rewarddance.v1.RewardService`` is readiness (SERVING once models are warmed).
+
+Requests are parsed by the handlers, not by grpc (whose failed parse answers UNKNOWN): a malformed message is
+INVALID_ARGUMENT ``invalid_message``. A message's bytes are held against the process's in-flight byte budget
+(429 -> RESOURCE_EXHAUSTED) until it is answered.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -19,6 +24,7 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .admission import Lease
 from .auth import Authenticator
 from .errors import GatewayError, internal
 from .logs import request_id
@@ -41,6 +47,25 @@ def _result(message_cls: Any, result: dict) -> Any:
     return pb.Result(reward=result["reward"], components=pb.Components(**result["components"]))
 
 
+@dataclass
+class Received:
+    """A request as it came off the wire: the parsed message, or why it would not parse."""
+
+    message: Any
+    size: int
+    error: str | None = None
+
+
+def lenient_parser(message_cls: Any) -> Callable[[bytes], Received]:
+    def parse(raw: bytes) -> Received:
+        try:
+            return Received(message_cls.FromString(raw), len(raw))
+        except Exception as exc:  # DecodeError and friends: the handler answers INVALID_ARGUMENT
+            return Received(None, len(raw), type(exc).__name__)
+
+    return parse
+
+
 def _common(request: Any) -> dict[str, Any]:
     return {
         "prompt": request.prompt,
@@ -57,18 +82,26 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
         self.auth = auth
 
     async def _call(
-        self, name: str, context: grpc.aio.ServicerContext, work: Callable[[Timing, float | None], Awaitable[Any]]
+        self,
+        name: str,
+        received: Received,
+        context: grpc.aio.ServicerContext,
+        work: Callable[[Any, Timing, float | None], Awaitable[Any]],
     ) -> Any:
         rid = request_id(_metadata(context, "x-request-id"))
         started = time.perf_counter()
-        timing = Timing()
+        timing = Timing(arrived=asyncio.get_running_loop().time())
+        lease = Lease()
         route = f"/{SERVICE_NAME}/{name}"
         code, status = None, 200
         try:
             try:
                 key = Authenticator.extract(_metadata(context, "authorization"), _metadata(context, "x-api-key"))
                 self.auth.check_scoring(key)
-                reply = await work(timing, context.time_remaining())
+                if received.error is not None:
+                    raise GatewayError(400, "invalid_message", f"the request is not a valid {name}Request message")
+                lease.take(self.service.inflight_bytes, received.size)
+                reply = await work(received.message, timing, context.time_remaining())
             except GatewayError:
                 raise
             except asyncio.CancelledError:
@@ -89,6 +122,7 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
             code, status = exc.code, exc.status
             await context.abort(exc.grpc_code, exc.message, tuple([*exc.grpc_metadata(), ("x-request-id", rid)]))
         finally:
+            lease.release()
             elapsed = time.perf_counter() - started
             self.service.metrics.observe_request("grpc", route, status, code, elapsed)
             log.info(
@@ -105,8 +139,8 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
                 },
             )
 
-    async def Score(self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
-        async def work(timing: Timing, timeout: float | None) -> pb.ScoreResponse:
+    async def Score(self, received: Received, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
+        async def work(request: pb.ScoreRequest, timing: Timing, timeout: float | None) -> pb.ScoreResponse:
             images = list(request.images)
             inp = ScoringInput(images=images, fields=[f"images[{i}]" for i in range(len(images))], **_common(request))
             out = await self.service.score(inp, timeout, timing)
@@ -116,10 +150,10 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
                 results=[_result(pb.Result, r) for r in out["results"]],
             )
 
-        return await self._call("Score", context, work)
+        return await self._call("Score", received, context, work)
 
-    async def Rank(self, request: pb.RankRequest, context: grpc.aio.ServicerContext) -> pb.RankResponse:
-        async def work(timing: Timing, timeout: float | None) -> pb.RankResponse:
+    async def Rank(self, received: Received, context: grpc.aio.ServicerContext) -> pb.RankResponse:
+        async def work(request: pb.RankRequest, timing: Timing, timeout: float | None) -> pb.RankResponse:
             images = list(request.images)
             inp = ScoringInput(images=images, fields=[f"images[{i}]" for i in range(len(images))], **_common(request))
             out = await self.service.rank(inp, timeout, timing)
@@ -130,10 +164,10 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
                 results=[_result(pb.Result, r) for r in out["results"]],
             )
 
-        return await self._call("Rank", context, work)
+        return await self._call("Rank", received, context, work)
 
-    async def Compare(self, request: pb.CompareRequest, context: grpc.aio.ServicerContext) -> pb.CompareResponse:
-        async def work(timing: Timing, timeout: float | None) -> pb.CompareResponse:
+    async def Compare(self, received: Received, context: grpc.aio.ServicerContext) -> pb.CompareResponse:
+        async def work(request: pb.CompareRequest, timing: Timing, timeout: float | None) -> pb.CompareResponse:
             images, fields = [], []
             for name in ("image_a", "image_b"):
                 data = getattr(request, name)
@@ -153,12 +187,10 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
                 b=_result(pb.Result, out["b"]),
             )
 
-        return await self._call("Compare", context, work)
+        return await self._call("Compare", received, context, work)
 
-    async def ListModels(
-        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListModelsResponse:
-        async def work(timing: Timing, timeout: float | None) -> pb.ListModelsResponse:
+    async def ListModels(self, received: Received, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        async def work(request: pb.ListModelsRequest, timing: Timing, timeout: float | None) -> pb.ListModelsResponse:
             if not self.service.loaded:
                 self.service._check_ready()
             out = self.service.list_models()
@@ -175,7 +207,24 @@ class RewardServicer(pb_grpc.RewardServiceServicer):
                 ],
             )
 
-        return await self._call("ListModels", context, work)
+        return await self._call("ListModels", received, context, work)
+
+
+def reward_handlers(servicer: RewardServicer) -> grpc.GenericRpcHandler:
+    """The RewardService methods with requests parsed by ``lenient_parser`` (the generated registration would let
+    grpc parse them and answer a malformed one with UNKNOWN)."""
+    methods = pb.DESCRIPTOR.services_by_name["RewardService"].methods
+    return grpc.method_handlers_generic_handler(
+        SERVICE_NAME,
+        {
+            m.name: grpc.unary_unary_rpc_method_handler(
+                getattr(servicer, m.name),
+                request_deserializer=lenient_parser(getattr(pb, m.input_type.name)),
+                response_serializer=getattr(pb, m.output_type.name).SerializeToString,
+            )
+            for m in methods
+        },
+    )
 
 
 class GrpcGateway:
@@ -190,7 +239,7 @@ class GrpcGateway:
         self.server = grpc.aio.server(
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 64 * 1024 * 1024)]
         )
-        pb_grpc.add_RewardServiceServicer_to_server(RewardServicer(service, auth), self.server)
+        self.server.add_generic_rpc_handlers((reward_handlers(RewardServicer(service, auth)),))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -1,7 +1,10 @@
 """FastAPI app over the service layer (docs/api.md): JSON with base64 images, or multipart uploads.
 
-Bodies are read with a size limit before parsing (413), JSON is parsed by hand so that every malformed input
-gets the contract's error JSON naming the field (never FastAPI's default 422 shape, never a 500).
+Bodies are read with a size limit (413), a deadline (408: the request's own deadline, which starts when the
+request arrives, or the body timeout, whichever is sooner) and against the process's in-flight byte budget (429)
+before parsing; JSON is parsed by hand so that every malformed input gets the contract's error JSON naming the
+field (never FastAPI's default 422 shape, never a 500: nesting beyond the parser's depth is a 400 too). A client
+that goes away mid-upload is counted as 499 ``client_disconnected``, not as a server error.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,9 +22,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from .admission import Budget, Lease
 from .auth import Authenticator
-from .errors import GatewayError, bad_request, internal
+from .errors import GatewayError, bad_request, client_disconnected, internal
 from .images import decode_base64
 from .logs import request_id
 from .service import ScoringInput, Service, Timing, parse_common
@@ -103,7 +109,7 @@ class ErrorOut(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut} for status in (400, 401, 403, 404, 413, 415, 422, 429, 503, 504)
+    status: {"model": ErrorOut} for status in (400, 401, 403, 404, 408, 413, 415, 422, 429, 503, 504)
 }
 
 
@@ -130,28 +136,78 @@ def _body_doc(model: type[BaseModel], multipart: bool) -> dict[str, Any]:
 
 
 # -- body parsing -------------------------------------------------------------------------------------------------
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    too_large = GatewayError(413, "request_too_large", f"the request body is over the {limit}-byte limit")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                if int(declared) <= _DRAIN_LIMIT:
-                    async for _ in request.stream():
-                        pass
-                raise too_large
-        except ValueError:
-            raise bad_request("invalid_header", "content-length is not a number") from None
-    chunks, size = [], 0
-    stream = request.stream()
+@dataclass
+class BodyPolicy:
+    """How one request's body may be read: at most ``limit`` bytes, complete by ``deadline`` (loop time, None for
+    none), its bytes held in ``lease`` against ``budget`` (None: not counted)."""
+
+    limit: int
+    deadline: float | None = None
+    lease: Lease | None = None
+    budget: Budget | None = None
+
+
+async def _drain(stream: AsyncIterator[bytes], size: int = 0) -> None:
+    """Read and drop the rest of a refused body (bounded), so that the client gets to read the error."""
     async for chunk in stream:
         size += len(chunk)
-        if size > limit:
-            async for more in stream:  # drain (bounded) so that the client reads the 413
-                size += len(more)
-                if size > _DRAIN_LIMIT:
-                    break
+        if size > _DRAIN_LIMIT:
+            break
+
+
+async def read_body(request: Request, policy: BodyPolicy | int) -> bytes:
+    """The whole body, or 413 over the limit, 408 past the deadline, 429 over the in-flight byte budget,
+    499 when the client goes away."""
+    if isinstance(policy, int):
+        policy = BodyPolicy(policy)
+    declared = request.headers.get("content-length")
+    try:
+        declared_bytes = None if declared is None else int(declared)
+    except ValueError:
+        raise bad_request("invalid_header", "content-length is not a number") from None
+    started = asyncio.get_running_loop().time()
+    try:
+        async with asyncio.timeout_at(policy.deadline):
+            return await _read_limited(request, policy, declared_bytes)
+    except TimeoutError:
+        waited = asyncio.get_running_loop().time() - started
+        raise GatewayError(408, "body_timeout", f"the request body was not complete after {waited:.3g} s") from None
+    except ClientDisconnect:
+        raise client_disconnected() from None
+
+
+async def _read_limited(request: Request, policy: BodyPolicy, declared: int | None) -> bytes:
+    too_large = GatewayError(413, "request_too_large", f"the request body is over the {policy.limit}-byte limit")
+    held = 0
+
+    def hold(size: int) -> None:
+        nonlocal held
+        if policy.lease is not None and policy.budget is not None and size > held:
+            policy.lease.take(policy.budget, size - held)
+            held = size
+
+    stream = request.stream()
+    if declared is not None:
+        if declared > policy.limit:
+            if declared <= _DRAIN_LIMIT:
+                await _drain(stream)
             raise too_large
+        try:
+            hold(declared)  # before reading: a body that does not fit is never held
+        except GatewayError:
+            await _drain(stream)
+            raise
+    chunks, size = [], 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > policy.limit:
+            await _drain(stream, size)
+            raise too_large
+        try:
+            hold(size)  # chunked bodies: held as they arrive
+        except GatewayError:
+            await _drain(stream, size)
+            raise
         chunks.append(chunk)
     body = b"".join(chunks)
     request._body = body  # so request.form() parses what was read
@@ -172,11 +228,19 @@ def request_timeout(request: Request) -> float | None:
     return seconds
 
 
+def _loads(data: bytes | str) -> Any:
+    """``json.loads``, with nesting beyond the parser's depth as a ValueError (Python raises RecursionError)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise bad_request("invalid_json", "the request body is empty; expected a JSON object")
     try:
-        value = json.loads(body)
+        value = _loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request("invalid_json", f"malformed JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -211,7 +275,7 @@ async def _multipart(request: Request, max_images: int) -> tuple[dict[str, Any],
     weights = fields.get("weights")
     if weights not in (None, ""):
         try:
-            fields["weights"] = json.loads(weights)
+            fields["weights"] = _loads(weights)
         except ValueError:
             raise GatewayError(422, "invalid_weights", "weights must be a JSON object", "weights") from None
     else:
@@ -233,10 +297,10 @@ def _kind(request: Request) -> str:
     )
 
 
-async def parse_images_request(request: Request, service: Service) -> ScoringInput:
+async def parse_images_request(request: Request, service: Service, policy: BodyPolicy) -> ScoringInput:
     """``/v1/score`` and ``/v1/rank``."""
     settings = service.settings
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, policy)
     if _kind(request) == "multipart":
         fields, files = await _multipart(request, settings.max_images)
         images = files.get("image", []) + files.get("images", [])
@@ -263,9 +327,8 @@ def _images_from_json(body: bytes, max_images: int) -> ScoringInput:
     return ScoringInput(images=[decode_base64(x, f) for x, f in zip(raw, names, strict=True)], fields=names, **common)
 
 
-async def parse_compare_request(request: Request, service: Service) -> ScoringInput:
-    settings = service.settings
-    body = await read_body(request, settings.max_body_bytes)
+async def parse_compare_request(request: Request, service: Service, policy: BodyPolicy) -> ScoringInput:
+    body = await read_body(request, policy)
     if _kind(request) == "multipart":
         fields, files = await _multipart(request, 2)
         common = parse_common(fields)
@@ -293,7 +356,10 @@ def _compare_from_json(body: bytes) -> ScoringInput:
 
 # -- the app ------------------------------------------------------------------------------------------------------
 def error_response(error: GatewayError, rid: str) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers={"x-request-id": rid, **error.headers()})
+    headers = {"x-request-id": rid, **error.headers()}
+    if error.status in (408, 499):  # the body was not read to its end: this connection cannot carry another request
+        headers["connection"] = "close"
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
@@ -311,23 +377,30 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
     def key_of(request: Request) -> str | None:
         return Authenticator.extract(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
+    def body_policy(timing: Timing, lease: Lease, requested: float | None) -> BodyPolicy:
+        """The scoring routes' body: the request's deadline (from arrival) or the body timeout, whichever is first."""
+        assert timing.arrived is not None
+        seconds = min(service.timeout(requested), service.settings.body_timeout_s)
+        return BodyPolicy(service.settings.max_body_bytes, timing.arrived + seconds, lease, service.inflight_bytes)
+
     async def handle(
         request: Request,
         route: str,
-        work: Callable[[Timing], Awaitable[Any]],
+        work: Callable[[Timing, Lease], Awaitable[Any]],
         admin: bool = False,
         secured: bool = True,
     ) -> Response:
         rid = request_id(request.headers.get("x-request-id"))
         started = time.perf_counter()
-        timing = Timing()
+        timing = Timing(arrived=asyncio.get_running_loop().time())
+        lease = Lease()
         code = None
         try:
             if admin:
                 auth.check_admin(key_of(request))
             elif secured:
                 auth.check_scoring(key_of(request))
-            payload = await work(timing)
+            payload = await work(timing, lease)
             headers = {"x-request-id": rid}
             if worker is not None:
                 headers["x-worker"] = worker
@@ -338,10 +411,15 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
         except GatewayError as exc:
             code = exc.code
             response = error_response(exc, rid)
+        except ClientDisconnect:  # a body read outside read_body (multipart parsing)
+            code = "client_disconnected"
+            response = error_response(client_disconnected(), rid)
         except Exception:
             log.exception("unhandled error", extra={"request_id": rid, "route": route})
             code = "internal"
             response = error_response(internal(), rid)
+        finally:
+            lease.release()
         elapsed = time.perf_counter() - started
         metrics.observe_request("http", route, response.status_code, code, elapsed)
         log.info(
@@ -379,9 +457,10 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
     async def score(request: Request) -> Response:
         """Score every image for one prompt: the four components and R, in input order."""
 
-        async def work(timing: Timing) -> dict:
-            inp = await parse_images_request(request, service)
-            return await service.score(inp, request_timeout(request), timing)
+        async def work(timing: Timing, lease: Lease) -> dict:
+            timeout = request_timeout(request)
+            inp = await parse_images_request(request, service, body_policy(timing, lease, timeout))
+            return await service.score(inp, timeout, timing)
 
         return await handle(request, "/v1/score", work)
 
@@ -389,9 +468,10 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
     async def compare(request: Request) -> Response:
         """Which of two images better fits the prompt, with the Bradley-Terry probability (>= 0.5)."""
 
-        async def work(timing: Timing) -> dict:
-            inp = await parse_compare_request(request, service)
-            return await service.compare(inp, request_timeout(request), timing)
+        async def work(timing: Timing, lease: Lease) -> dict:
+            timeout = request_timeout(request)
+            inp = await parse_compare_request(request, service, body_policy(timing, lease, timeout))
+            return await service.compare(inp, timeout, timing)
 
         return await handle(request, "/v1/compare", work)
 
@@ -399,9 +479,10 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
     async def rank(request: Request) -> Response:
         """Best-of-N: input indices best first, and the results in input order."""
 
-        async def work(timing: Timing) -> dict:
-            inp = await parse_images_request(request, service)
-            return await service.rank(inp, request_timeout(request), timing)
+        async def work(timing: Timing, lease: Lease) -> dict:
+            timeout = request_timeout(request)
+            inp = await parse_images_request(request, service, body_policy(timing, lease, timeout))
+            return await service.rank(inp, timeout, timing)
 
         return await handle(request, "/v1/rank", work)
 
@@ -409,7 +490,7 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
     async def models(request: Request) -> Response:
         """Served models, their versions, scales and validation metrics."""
 
-        async def work(timing: Timing) -> dict:
+        async def work(timing: Timing, lease: Lease) -> dict:
             if not service.loaded:
                 service._check_ready()
             return service.list_models()
@@ -420,8 +501,9 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
     async def reload(request: Request) -> Response:
         """Load a model version, warm it and swap it in atomically (admin key); in-flight requests finish first."""
 
-        async def work(timing: Timing) -> dict:
-            body = await read_body(request, 64 * 1024)
+        async def work(timing: Timing, lease: Lease) -> dict:
+            assert timing.arrived is not None
+            body = await read_body(request, BodyPolicy(64 * 1024, timing.arrived + service.settings.body_timeout_s))
             data = _json_object(body) if body.strip() else {}
             return await service.admin_reload(data.get("model"), data.get("version"))
 
@@ -434,16 +516,17 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz(request: Request) -> Response:
-        """Readiness: 200 once models are loaded and warmed and the backend is up, else 503."""
+        """Readiness: 200 once models are loaded and warmed and the backend is up, else 503; both list the served
+        versions and the versions skipped because they failed to load (no paths: this route needs no key)."""
         if service.ready:
-            models = {n: s.pipeline.version for n, s in service.served().items()}
-            return JSONResponse({"status": "ready", "models": models})
+            return JSONResponse({"status": "ready", **service.readiness()})
         try:
             service._check_ready()
             error = GatewayError(503, "not_ready", "not ready")
         except GatewayError as exc:
             error = exc
-        return JSONResponse({"status": "not_ready", **error.body()}, status_code=503, headers={"Retry-After": "1"})
+        body = {"status": "not_ready", **error.body(), **service.readiness()}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -1,9 +1,11 @@
 """Request images: base64 / raw bytes -> (n, s, s, 3) uint8, with limits checked before any pixel is decoded.
 
 Order of checks per image: encoded size, then ``PIL.Image.open`` (lazy: reads only the header) for the format
-(PNG, JPEG, WebP, else 415) and the pixel count (over the limit -> 413: decompression bombs never get decoded),
-then the full decode (truncated or corrupt -> 400), then ``rewarddance.preprocess`` (RGB, resize, centre crop)
-exactly as in training.
+(PNG, JPEG, WebP, else 415), the pixel count (over ``max_pixels`` -> 413: decompression bombs never get decoded)
+and the pixel count after the resize that precedes the centre crop (over ``max_resized_pixels`` -> 413: the
+resize scales the shorter side up to the model's size, so a 1 x 100,000 image of a few KB would become
+224 x 22,400,000 pixels), then the full decode (truncated or corrupt -> 400), then ``rewarddance.preprocess``
+(RGB, resize, centre crop) exactly as in training. A request whose deadline passed stops between images.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import base64
 import binascii
 import io
 import re
+import threading
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from rewarddance.preprocess import resize_crop
+from rewarddance.preprocess import resize_crop, resized_size
 
 from .errors import GatewayError, bad_request
 
@@ -42,8 +46,19 @@ def decode_base64(text: object, field: str) -> bytes:
     return data
 
 
-def open_checked(data: bytes, field: str, max_pixels: int) -> Image.Image:
-    """The lazily opened image after the format and pixel-count checks (nothing decoded yet)."""
+@dataclass(frozen=True)
+class ImageLimits:
+    size: int  # the model's input size: the shorter side is resized to it, then centre-cropped
+    max_pixels: int  # decoded input
+    max_resized_pixels: int  # after the resize, before the crop
+
+
+class DecodeCancelled(Exception):
+    """The request stopped waiting (its deadline passed): the images left are not decoded."""
+
+
+def open_checked(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
+    """The lazily opened image after the format and both pixel-count checks (nothing decoded yet)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -61,25 +76,35 @@ def open_checked(data: bytes, field: str, max_pixels: int) -> Image.Image:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise bad_request("invalid_image", f"{field} has an empty size {width}x{height}", field)
-    if width * height > max_pixels:
+    if width * height > limits.max_pixels:
         raise GatewayError(
             413,
             "image_too_large",
-            f"{field} is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
+            f"{field} is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}",
+            field,
+        )
+    resized_w, resized_h = resized_size(width, height, limits.size)
+    if resized_w * resized_h > limits.max_resized_pixels:
+        raise GatewayError(
+            413,
+            "image_too_large",
+            f"{field} is {width}x{height}: resizing its shorter side to {limits.size} makes {resized_w}x{resized_h} "
+            f"= {resized_w * resized_h} pixels; the limit after resizing is {limits.max_resized_pixels} "
+            f"(an aspect ratio up to about {limits.max_resized_pixels // limits.size**2}:1)",
             field,
         )
     return image
 
 
-def decode_image(data: bytes, field: str, size: int, max_pixels: int) -> np.ndarray:
+def decode_image(data: bytes, field: str, limits: ImageLimits) -> np.ndarray:
     """(size, size, 3) uint8 from encoded bytes, or a GatewayError naming ``field``."""
-    image = open_checked(data, field, max_pixels)
+    image = open_checked(data, field, limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.load()
             rgb = image.convert("RGB")
-        return resize_crop(rgb, size)
+        return resize_crop(rgb, limits.size)
     except GatewayError:
         raise
     except Exception as exc:  # truncated data, bad CRC, broken JPEG markers, ...
@@ -88,8 +113,17 @@ def decode_image(data: bytes, field: str, size: int, max_pixels: int) -> np.ndar
         image.close()
 
 
-def decode_images(images: list[bytes], fields: list[str], size: int, max_pixels: int) -> np.ndarray:
-    """Checks every header first (cheap), then decodes: a bad last image fails before any pixel work."""
+def decode_images(
+    images: list[bytes], fields: list[str], limits: ImageLimits, cancelled: threading.Event | None = None
+) -> np.ndarray:
+    """Checks every header first (cheap), then decodes: a bad last image fails before any pixel work.
+
+    ``cancelled`` is looked at before each image: once the request has given up, no more pixels are decoded."""
     for data, field in zip(images, fields, strict=True):
-        open_checked(data, field, max_pixels).close()
-    return np.stack([decode_image(d, f, size, max_pixels) for d, f in zip(images, fields, strict=True)])
+        open_checked(data, field, limits).close()
+    pixels = []
+    for data, field in zip(images, fields, strict=True):
+        if cancelled is not None and cancelled.is_set():
+            raise DecodeCancelled(field)
+        pixels.append(decode_image(data, field, limits))
+    return np.stack(pixels)

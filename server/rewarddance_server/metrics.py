@@ -72,6 +72,28 @@ class Metrics:
             "rewarddance_ready", "1 when models are loaded and warmed", registry=r, multiprocess_mode="livemin"
         )
         self.reloads = Counter("rewarddance_reloads", "Model reloads by result", ["result"], registry=r)
+        self.load_failures = Counter(
+            "rewarddance_version_load_failures",
+            "Model versions that failed to load and were skipped (at start, on reload or --watch)",
+            ["model", "version"],
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "rewarddance_inflight",
+            "Work admitted and not yet answered, by resource (request body bytes, images)",
+            ["resource"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.connections = Gauge(
+            "rewarddance_http_connections", "Open HTTP connections", registry=r, multiprocess_mode="livesum"
+        )
+        self.connections_closed = Counter(
+            "rewarddance_http_connections_closed",
+            "HTTP connections the gateway closed, by reason (header_timeout, body_timeout, idle, over_capacity)",
+            ["reason"],
+            registry=r,
+        )
         self.prompt_cache = Gauge(
             "rewarddance_prompt_cache",
             "Prompt-embedding cache hits and misses",

@@ -27,6 +27,13 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _default(name: str):
+    """A Settings field's default: the one place the hardening limits' defaults are written."""
+    from .config import Settings
+
+    return Settings.__dataclass_fields__[name].default
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     e = os.environ.get
     parser.add_argument("--repo", default=e("REWARDDANCE_REPO", "model_repository"), help="model repository root")
@@ -71,6 +78,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-mb", type=float, default=_env_float("REWARDDANCE_MAX_BODY_MB", 32.0))
     parser.add_argument("--max-images", type=int, default=_env_int("REWARDDANCE_MAX_IMAGES", 64))
     parser.add_argument("--max-pixels", type=int, default=_env_int("REWARDDANCE_MAX_PIXELS", 4096 * 4096))
+    parser.add_argument(
+        "--max-resized-pixels",
+        type=int,
+        default=_env_int("REWARDDANCE_MAX_RESIZED_PIXELS", _default("max_resized_pixels")),
+        help="per image after its shorter side is resized to the model's size (bounds thin images' cost)",
+    )
+    parser.add_argument(
+        "--max-inflight-mb",
+        type=float,
+        default=_env_float("REWARDDANCE_MAX_INFLIGHT_MB", _default("max_inflight_bytes") / 2**20),
+        help="request body MiB in flight per process; beyond -> 429",
+    )
+    parser.add_argument(
+        "--max-inflight-images",
+        type=int,
+        default=_env_int("REWARDDANCE_MAX_INFLIGHT_IMAGES", _default("max_inflight_images")),
+        help="images being decoded, queued or scored per process; beyond -> 429",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=_env_int("REWARDDANCE_MAX_CONNECTIONS", _default("max_connections")),
+        help="open HTTP connections per process; beyond -> 429 and close",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=_env_float("REWARDDANCE_HEADER_TIMEOUT", _default("header_timeout_s")),
+        help="seconds from a request's first byte to the end of its headers",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=_env_float("REWARDDANCE_BODY_TIMEOUT", _default("body_timeout_s")),
+        help="seconds from the end of the headers to the end of the body",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=_env_float("REWARDDANCE_IDLE_TIMEOUT", _default("idle_timeout_s")),
+        help="seconds an idle keep-alive connection stays open",
+    )
     parser.add_argument("--api-keys-file", default=None, help="scoring keys, one per line")
     parser.add_argument("--admin-key-file", default=None, help="admin keys, one per line")
     parser.add_argument("--shutdown-timeout", type=float, default=_env_float("REWARDDANCE_SHUTDOWN_TIMEOUT", 20.0))
@@ -110,6 +159,13 @@ def settings_from_args(args: argparse.Namespace):
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_images=args.max_images,
         max_pixels=args.max_pixels,
+        max_resized_pixels=args.max_resized_pixels,
+        max_inflight_bytes=int(args.max_inflight_mb * 1024 * 1024),
+        max_inflight_images=args.max_inflight_images,
+        max_connections=args.max_connections,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        idle_timeout_s=args.idle_timeout,
         api_keys=load_keys("REWARDDANCE_API_KEYS", args.api_keys_file),
         admin_keys=load_keys("REWARDDANCE_ADMIN_KEY", args.admin_key_file),
         shutdown_timeout_s=args.shutdown_timeout,

@@ -5,6 +5,11 @@ HTTP and gRPC turn their requests into a :class:`ScoringInput` and call :meth:`S
 renders its own way. Served models live in one dict replaced whole on reload, so a request sees either the old
 version or the new one; it holds a lease on the version it started with until it finishes, and a retired
 version is unloaded only once its leases are gone.
+
+Fail safe: at start, on reload to "the newest" and under ``--watch``, a version that fails to load (corrupt
+manifest, missing or broken graph) is skipped with an error log and ``rewarddance_version_load_failures_total``,
+and the newest version that loads serves; ``/readyz`` lists what was skipped. Admission: every scoring request
+holds its images against the process's in-flight budget (admission.py) from validation to its result.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,12 +31,13 @@ import numpy as np
 from rewarddance.components.base import COMPONENTS
 from rewarddance.components.composite import WeightsError, composite, resolve_weights
 from rewarddance.scoring.pipeline import RewardPipeline
-from rewarddance.scoring.repository import REWARD_KIND, ModelRepository, RepositoryError
+from rewarddance.scoring.repository import CONFIG, REWARD_KIND, ModelRepository, RepositoryError
 
-from .batcher import MicroBatcher
+from .admission import Budget, Lease
+from .batcher import MicroBatcher, is_backend_down
 from .config import Settings
 from .errors import GatewayError, backend_unavailable, bad_request, deadline_exceeded, invalid_type, not_ready
-from .images import decode_images
+from .images import DecodeCancelled, ImageLimits, decode_images
 from .metrics import Metrics
 
 log = logging.getLogger("rewarddance_server.service")
@@ -53,6 +61,20 @@ class Timing:
     queue_time: float = 0.0
     inference_time: float = 0.0
     decode_time: float = 0.0
+    arrived: float | None = None  # loop time the request arrived: its deadline counts from here (None -> now)
+
+
+@dataclass(frozen=True)
+class SkippedVersion:
+    """A version that failed to load. ``error`` (type and message) goes to logs and admins; callers without a key
+    see only the type, never a path."""
+
+    model: str
+    version: int
+    error: str
+
+    def public(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "error": self.error.split(":", 1)[0]}
 
 
 @dataclass
@@ -116,6 +138,11 @@ class Service:
         self.draining = False
         self.backend_ok = True
         self.load_error: str | None = None
+        self.skipped: dict[tuple[str, int], SkippedVersion] = {}  # failed versions, until one loads after all
+        self.pinned: dict[str, int] = dict(settings.versions)  # the supervisor's versions for a worker it starts
+        self.workers: dict[str, dict[str, Any]] = {}  # the supervisor's table: worker -> {pid, models}
+        self.inflight_bytes = Budget("bytes", settings.max_inflight_bytes, self.metrics.inflight.labels("bytes"))
+        self.inflight_images = Budget("images", settings.max_inflight_images, self.metrics.inflight.labels("images"))
         self._reload_lock: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task] = []
         self.started_at = time.time()
@@ -134,7 +161,8 @@ class Service:
             self._tasks.append(asyncio.create_task(self._watch_backend(), name="backend-health"))
         if load:
             self._tasks.append(asyncio.create_task(self._initial_load(), name="initial-load"))
-        if self.settings.watch_interval_s > 0:
+        if self.settings.watch_interval_s > 0 and self.settings.worker in (None, 0):
+            # with several workers one watches and the supervisor fans its reloads out: they never disagree
             self._tasks.append(asyncio.create_task(self._watch_repository(), name="repository-watch"))
 
     async def _initial_load(self) -> None:
@@ -146,24 +174,55 @@ class Service:
                 self.load_error = None
                 return
             except Exception as exc:
-                self.load_error = f"{type(exc).__name__}: {exc}"
+                self.load_error = type(exc).__name__  # the message may hold paths: it stays in the log
                 log.exception("loading the models failed; retrying in %.0f s", delay)
             await asyncio.sleep(delay)
             delay = min(2 * delay, 10.0)
 
     def _model_names(self) -> list[str]:
-        names = list(self.settings.models) or self.repository.models(kind=REWARD_KIND)
+        names = list(self.settings.models) or self.reward_models()
         if not names:
             raise RepositoryError(f"no reward models in {self.repository.root}")
         return names
 
+    def reward_models(self) -> list[str]:
+        """Reward models in the repository, each judged by its newest version whose manifest reads: a corrupt
+        newest manifest neither hides the model nor fails the listing (``ModelRepository.models`` would raise)."""
+        root = self.repository.root
+        if not root.is_dir():
+            return []
+        names = []
+        for name in sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CONFIG).exists()):
+            for version in reversed(self.repository.versions(name)):
+                try:
+                    kind = self.repository.get(name, version).manifest.get("kind")
+                except Exception:  # unreadable, not JSON, not an object
+                    continue
+                if kind == REWARD_KIND:
+                    names.append(name)
+                break
+        return names
+
     async def load_models(self) -> None:
+        """Each model's newest version that loads (or the supervisor's pinned one); a model none of whose versions
+        loads is left out while another model serves, and fails the load (retried) when none does."""
         names = self._model_names()
         started = time.perf_counter()
+        failed = []
         for name in names:
-            pipeline = await asyncio.to_thread(self._build, name, None)
+            if name in self._served:  # loaded by an earlier attempt
+                continue
+            try:
+                pipeline = await asyncio.to_thread(self._build_good, name, self.pinned.get(name))
+            except RepositoryError as exc:
+                log.error("no version of the model loads: not served", extra={"model": name, "error": str(exc)})
+                failed.append(name)
+                continue
             self._served = {**self._served, name: Served(pipeline)}
             self.metrics.set_model(pipeline.name, pipeline.version, True)
+        if not self._served:
+            raise RepositoryError(f"no version of {', '.join(failed)} loads")
+        names = [n for n in names if n in self._served]
         if self.default_model is None:
             self.default_model = "reward_small" if "reward_small" in names and not self.settings.models else names[0]
         self.loaded = True
@@ -181,6 +240,41 @@ class Service:
         if self.settings.warmup:
             pipeline.warmup((1, min(8, self.settings.max_batch)))
         return pipeline
+
+    def _try_build(self, name: str, version: int) -> RewardPipeline | None:
+        """The version loaded and warmed, or None after recording it as skipped (an unreachable backend raises:
+        that is no fault of the version). Runs in a thread."""
+        try:
+            pipeline = self._build(name, version)
+        except Exception as exc:
+            if is_backend_down(exc):
+                raise
+            self.skipped[(name, version)] = SkippedVersion(name, version, f"{type(exc).__name__}: {exc}")
+            self.metrics.load_failures.labels(name, str(version)).inc()
+            log.exception("model version failed to load: skipped", extra={"model": name, "version": version})
+            return None
+        self.skipped.pop((name, version), None)
+        return pipeline
+
+    def _build_good(self, name: str, prefer: int | None = None) -> RewardPipeline:
+        """``prefer`` if it loads, else the newest version that loads; RepositoryError when none does (thread)."""
+        versions = sorted(self.repository.versions(name), reverse=True)
+        if prefer in versions:
+            versions = [prefer] + [v for v in versions if v != prefer]
+        for version in versions:
+            pipeline = self._try_build(name, version)
+            if pipeline is not None:
+                if prefer is not None and version != prefer:
+                    log.error("the pinned version failed to load: serving another", extra={"model": name})
+                return pipeline
+        raise RepositoryError(f"no version of {name} loads (tried {versions})")
+
+    def readiness(self) -> dict[str, Any]:
+        """What /readyz shows to anyone: served versions and skipped ones, no paths or error messages."""
+        return {
+            "models": {n: s.pipeline.version for n, s in self._served.items()},
+            "skipped": [v.public() for v in sorted(self.skipped.values(), key=lambda v: (v.model, -v.version))],
+        }
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -213,9 +307,10 @@ class Service:
             for name, served in list(self._served.items()):
                 try:
                     versions = self.repository.versions(name)
-                    if versions and versions[-1] > served.pipeline.version:
-                        log.info("new version found by --watch", extra={"model": name, "version": versions[-1]})
-                        await self.reload(name, versions[-1])
+                    newest = versions[-1] if versions else 0
+                    if newest > served.pipeline.version and (name, newest) not in self.skipped:
+                        log.info("new version found by --watch", extra={"model": name, "version": newest})
+                        await self.reload(name, None, announce=True, retry_failed=False)
                 except Exception:
                     log.exception("watch reload failed")
 
@@ -227,7 +322,8 @@ class Service:
         if self.draining:
             raise not_ready("the gateway is shutting down")
         if not self.loaded:
-            raise not_ready((self.load_error and f"models failed to load: {self.load_error}") or "models are loading")
+            failed = self.load_error and f"models failed to load ({self.load_error}); see the server log"
+            raise not_ready(failed or "models are loading")
         if not self.backend_ok:
             raise backend_unavailable("the inference backend is unavailable")
 
@@ -304,20 +400,23 @@ class Service:
     ) -> tuple[Served, Any, np.ndarray, np.ndarray]:
         self._check_ready()
         loop = asyncio.get_running_loop()
-        timeout = self.settings.request_timeout_s if timeout is None else min(timeout, self.settings.request_timeout_s)
-        deadline = loop.time() + timeout
+        timeout = self.timeout(timeout)
+        deadline = (timing.arrived if timing.arrived is not None else loop.time()) + timeout
         served = self.resolve(inp.model, inp.version)
         served.acquire()
+        lease = Lease()
         try:
             pipeline = served.pipeline
             prompt, style, resolved, overridden = self._validate(inp, pipeline)
+            lease.take(self.inflight_images, len(inp.images))
             started = time.perf_counter()
-            decode = loop.run_in_executor(
-                self._decoder, decode_images, inp.images, inp.fields, pipeline.image_size, self.settings.max_pixels
-            )
+            limits = ImageLimits(pipeline.image_size, self.settings.max_pixels, self.settings.max_resized_pixels)
+            cancelled = threading.Event()
+            decode = loop.run_in_executor(self._decoder, decode_images, inp.images, inp.fields, limits, cancelled)
             try:
                 pixels = await asyncio.wait_for(decode, timeout=max(0.0, deadline - loop.time()))
-            except TimeoutError:
+            except (TimeoutError, DecodeCancelled):
+                cancelled.set()  # the decode thread stops before its next image
                 raise deadline_exceeded(timeout) from None
             timing.decode_time = time.perf_counter() - started
             n = len(pixels)
@@ -328,7 +427,13 @@ class Service:
             reward = composite(result.components, resolved) if overridden else result.reward
             return served, resolved, result.components, np.asarray(reward, dtype=np.float64)
         finally:
+            lease.release()
             served.release()
+
+    def timeout(self, requested: float | None) -> float:
+        """The request's deadline in seconds: the caller's, capped by the server's."""
+        limit = self.settings.request_timeout_s
+        return limit if requested is None else min(requested, limit)
 
     def _header(self, served: Served, resolved: Any) -> dict[str, Any]:
         return {
@@ -405,17 +510,26 @@ class Service:
                     "versions": versions,
                 }
             )
-        return {"default_model": self.default_model or "", "models": models}
+        return {"default_model": self.default_model or "", "models": models, "workers": self.worker_versions()}
+
+    def worker_versions(self) -> list[dict[str, Any]]:
+        """Which version of each model every worker serves: this process's own, live, and with several processes
+        the others' as the supervisor last reported them."""
+        table = {**self.workers}
+        me = "0" if self.settings.worker is None else str(self.settings.worker)
+        table[me] = {"pid": os.getpid(), "models": {n: s.pipeline.version for n, s in sorted(self._served.items())}}
+        return [{"worker": int(w), **table[w]} for w in sorted(table, key=int)]
 
     async def admin_reload(self, model: Any = None, version: Any = None) -> dict:
         """``reload``, then pass the version now served to ``on_reload``, so the other worker processes follow."""
-        result = await self.reload(model, version)
-        if self.on_reload is not None:
-            self.on_reload(result["model"]["name"], result["model"]["version"])
-        return result
+        return await self.reload(model, version, announce=True)
 
-    async def reload(self, model: Any = None, version: Any = None) -> dict:
-        """Load ``model``/``version`` (default: the default model's newest version), warm it, swap it in."""
+    async def reload(
+        self, model: Any = None, version: Any = None, announce: bool = False, retry_failed: bool = True
+    ) -> dict:
+        """Load ``model``/``version``, warm it, swap it in. Without a version: the newest version that loads (newer
+        ones that fail are skipped, listed under ``skipped``; ``retry_failed=False`` does not even try versions that
+        failed before). ``announce``: tell ``on_reload`` the version now served, so the other workers follow."""
         if model is not None and not isinstance(model, str):
             raise invalid_type("model", "a string", model)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
@@ -425,41 +539,67 @@ class Service:
         if not self.loaded:
             raise not_ready("models are still loading")
         name = model or self.default_model
-        if name not in self.repository.models(kind=REWARD_KIND):
+        if name not in self.reward_models():
             raise GatewayError(404, "model_not_found", f"no reward model {name!r} in the repository", "model")
-        try:
-            target = self.repository.get(name, version or None)
-        except RepositoryError as exc:
-            raise GatewayError(404, "version_not_found", str(exc), "version") from None
+        versions = self.repository.versions(name)
+        if version and version not in versions:
+            raise GatewayError(
+                404, "version_not_found", f"model {name!r} has no version {version} (versions: {versions})", "version"
+            )
         assert self._reload_lock is not None
         async with self._reload_lock:
-            old = self._served.get(name)
-            previous = {"name": name, "version": old.pipeline.version} if old else None
-            if old is not None and old.pipeline.version == target.version:
-                return {"model": previous, "previous": previous, "changed": False}
-            started = time.perf_counter()
-            try:
-                pipeline = await asyncio.to_thread(self._build, name, target.version)
-            except Exception as exc:
-                self.metrics.reloads.labels("failed").inc()
-                log.exception("reload failed")
-                raise GatewayError(500, "reload_failed", f"loading {name} v{target.version} failed: {exc}") from None
-            self._served = {**self._served, name: Served(pipeline)}  # the atomic swap
-            self.metrics.set_model(name, pipeline.version, True)
-            self.metrics.reloads.labels("ok").inc()
-            log.info(
-                "model swapped",
-                extra={
-                    "model": name,
-                    "version": pipeline.version,
-                    "previous": previous,
-                    "seconds": round(time.perf_counter() - started, 3),
-                },
-            )
-            if old is not None:
-                self.metrics.set_model(name, old.pipeline.version, False)
-                self._tasks.append(asyncio.create_task(self._retire(old), name=f"retire-{name}"))
-            return {"model": {"name": name, "version": pipeline.version}, "previous": previous, "changed": True}
+            result = await self._reload_locked(name, version or None, versions, retry_failed)
+        if announce and self.on_reload is not None:
+            self.on_reload(name, result["model"]["version"])
+        return result
+
+    async def _reload_locked(self, name: str, version: int | None, versions: list[int], retry_failed: bool) -> dict:
+        old = self._served.get(name)
+        previous = {"name": name, "version": old.pipeline.version} if old else None
+        started = time.perf_counter()
+        skipped: list[int] = []
+        pipeline = None
+        for candidate in [version] if version else sorted(versions, reverse=True):
+            if old is not None and old.pipeline.version == candidate:
+                break  # already served: the newest that loads, or the one asked for
+            if not retry_failed and (name, candidate) in self.skipped:
+                skipped.append(candidate)
+                continue
+            pipeline = await asyncio.to_thread(self._try_build, name, candidate)
+            if pipeline is not None:
+                break
+            self.metrics.reloads.labels("failed").inc()
+            skipped.append(candidate)
+        failures = [{"version": v, "error": self.skipped[name, v].error} for v in skipped if (name, v) in self.skipped]
+        if pipeline is None:
+            if version and skipped:
+                raise GatewayError(
+                    422,
+                    "version_load_failed",
+                    f"{name} v{version} failed to load ({failures[0]['error'] if failures else 'skipped'}); "
+                    f"still serving {previous['version'] if previous else 'nothing'}",
+                    "version",
+                )
+            if old is None:
+                raise GatewayError(422, "version_load_failed", f"no version of {name} loads", "version")
+            return {"model": previous, "previous": previous, "changed": False, "skipped": failures}
+        self._served = {**self._served, name: Served(pipeline)}  # the atomic swap
+        self.metrics.set_model(name, pipeline.version, True)
+        self.metrics.reloads.labels("ok").inc()
+        log.info(
+            "model swapped",
+            extra={
+                "model": name,
+                "version": pipeline.version,
+                "previous": previous,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+        if old is not None:
+            self.metrics.set_model(name, old.pipeline.version, False)
+            self._tasks.append(asyncio.create_task(self._retire(old), name=f"retire-{name}"))
+        model = {"name": name, "version": pipeline.version}
+        return {"model": model, "previous": previous, "changed": True, "skipped": failures}
 
     async def _retire(self, old: Served) -> None:
         """Unload a swapped-out version once its in-flight requests are done (graphs still in use are kept)."""

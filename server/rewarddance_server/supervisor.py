@@ -8,13 +8,18 @@ new connections evenly over the workers (one shared accepting socket was measure
 a worker loads, the others take the connections. The supervisor imports neither gRPC nor onnxruntime, so forking
 it is safe.
 
-- Reload: ``POST /v1/admin/reload`` reaches one worker; it reloads and reports the version it now serves, and the
-  supervisor tells every other worker to load that same version. ``--watch`` runs in every worker.
+- One version per model: the supervisor owns the served versions. The first worker to load reports what it
+  loaded and that becomes the gateway's version; every worker reports what it loaded and, before it listens, loads
+  the supervisor's version where it differs; a worker started later (a replacement) loads the supervisor's
+  versions directly. ``POST /v1/admin/reload`` reaches one worker; it reloads and reports the version it now serves,
+  the supervisor records it and tells every other worker to load that same version. ``--watch`` runs in worker 0
+  only, and its reloads fan out the same way. Every worker reports what it serves after each load, and the
+  supervisor sends the table to all of them, so ``/v1/models`` says which version each worker serves.
 - Threads: unless ``--intra-op-threads`` is given, each worker's onnxruntime gets cores / N threads (N workers
   with all cores each oversubscribe the machine: on 2 cores, 2 workers with 2 threads each served 1.10x the
   images/s of one process, with 1 thread each 1.44x; benchmarks/results/gateway_processes.md).
 - Metrics: a fresh ``PROMETHEUS_MULTIPROC_DIR`` makes ``/metrics`` report all workers, whichever one answers.
-- A worker that dies is started again, and the reloads so far are replayed to it; a worker that dies within
+- A worker that dies is started again, on the supervisor's versions; a worker that dies within
   ``FAST_EXIT_S`` of its start ``MAX_FAST_EXITS`` times in a row stops the gateway (exit 1) instead of looping.
 - SIGTERM / SIGINT: forwarded to every worker, each drains as a single gateway does; exit 0 when all exited 0.
   Workers also stop when the supervisor dies (PR_SET_PDEATHSIG on Linux, and a parent check every second).
@@ -61,7 +66,8 @@ class Supervisor:
         self.reserved = reserved  # holds the HTTP port; never listens
         self.metrics_dir = metrics_dir
         self.workers: dict[int, _Worker] = {}  # by pid
-        self.versions: dict[str, int] = {}  # model -> version, from reloads, replayed to restarted workers
+        self.versions: dict[str, int] = {}  # model -> the version every worker serves (the supervisor owns it)
+        self.served: dict[int, dict[str, Any]] = {}  # worker index -> {pid, models: {model: version}}, as reported
         self.fast_exits = [0] * settings.processes
         self.failed = False
         self.stop_requested = False
@@ -140,7 +146,14 @@ class Supervisor:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
                 _die_with_parent()
-                code = _run_worker(replace(self.settings, worker=index, control_fd=control_r, report_fd=self.report_w))
+                settings = replace(
+                    self.settings,
+                    worker=index,
+                    control_fd=control_r,
+                    report_fd=self.report_w,
+                    versions=tuple(sorted(self.versions.items())),
+                )
+                code = _run_worker(settings)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -149,9 +162,7 @@ class Supervisor:
                 os._exit(code)
         os.close(control_r)
         self.workers[pid] = _Worker(index, pid, control_w, time.monotonic())
-        for model, version in self.versions.items():
-            self._send(self.workers[pid], {"reload": {"model": model, "version": version}})
-        log.info("worker started", extra={"worker": index, "pid": pid})
+        log.info("worker started", extra={"worker": index, "pid": pid, "versions": self.versions})
 
     def _reap(self) -> None:
         while self.workers:
@@ -166,6 +177,9 @@ class Supervisor:
                 continue
             os.close(worker.control)
             _mark_dead(pid)
+            if self.served.get(worker.index, {}).get("pid") == pid:
+                del self.served[worker.index]
+                self._broadcast_served()
             code = os.waitstatus_to_exitcode(status)
             if self.stop_requested:
                 self.exit_codes.append(code)
@@ -182,7 +196,7 @@ class Supervisor:
                 continue
             self._spawn(worker.index)
 
-    # -- reload fan-out -----------------------------------------------------------------------------------------
+    # -- versions: agreement at start, reload fan-out, the served table ------------------------------------------
     def _read_reports(self) -> None:
         with contextlib.suppress(BlockingIOError):
             while chunk := os.read(self.report_r, 65536):
@@ -190,12 +204,42 @@ class Supervisor:
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
             report = json.loads(line)
-            model, version = report["model"], int(report["version"])
-            self.versions[model] = version
-            log.info("reload fan-out", extra={"model": model, "version": version, "from_worker": report["worker"]})
-            for worker in self.workers.values():
-                if worker.index != report["worker"]:
-                    self._send(worker, {"reload": {"model": model, "version": version}})
+            sender = self.workers.get(report["pid"])  # None: the worker died after it wrote this
+            if "loaded" in report:
+                self._on_loaded(sender, report)
+            else:
+                self._on_reloaded(sender, report)
+            self._broadcast_served()
+
+    def _on_loaded(self, sender: _Worker | None, report: dict) -> None:
+        """A worker loaded its models: the first report of a model sets the gateway's version; answer what to serve."""
+        loaded = {m: int(v) for m, v in report["loaded"].items()}
+        for model, version in loaded.items():
+            self.versions.setdefault(model, version)
+        self.served[report["worker"]] = {"pid": report["pid"], "models": loaded}
+        if sender is not None:
+            self._send(sender, {"serve": {m: self.versions[m] for m in loaded}})
+
+    def _on_reloaded(self, sender: _Worker | None, report: dict) -> None:
+        model, version = report["model"], int(report["version"])
+        self.served.setdefault(report["worker"], {"pid": report["pid"], "models": {}})["models"][model] = version
+        if not report.get("announce"):
+            if version != self.versions.get(model):
+                log.error(
+                    "a worker serves another version than the gateway's",
+                    extra={"worker": report["worker"], "model": model, "version": version, "want": self.versions},
+                )
+            return
+        self.versions[model] = version
+        log.info("reload fan-out", extra={"model": model, "version": version, "from_worker": report["worker"]})
+        for worker in self.workers.values():
+            if worker is not sender:
+                self._send(worker, {"reload": {"model": model, "version": version}})
+
+    def _broadcast_served(self) -> None:
+        table = {str(index): entry for index, entry in sorted(self.served.items())}
+        for worker in self.workers.values():
+            self._send(worker, {"workers": table})
 
     def _send(self, worker: _Worker, command: dict) -> None:
         try:
@@ -205,7 +249,10 @@ class Supervisor:
 
 
 class WorkerLink:
-    """The worker's side: report admin reloads, apply the supervisor's, stop when the supervisor is gone."""
+    """The worker's side: agree on versions before listening, report reloads, apply the supervisor's, keep the
+    table of what every worker serves, stop when the supervisor is gone."""
+
+    AGREE_TIMEOUT_S = 30.0
 
     def __init__(self, gateway: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.gateway = gateway
@@ -214,15 +261,35 @@ class WorkerLink:
         self.parent = os.getppid()
         self._buffer = b""
         self._tasks: set[asyncio.Task] = set()
+        self._serve: asyncio.Future | None = None
 
     def attach(self) -> None:
-        self.gateway.service.on_reload = self.report
+        self.gateway.service.on_reload = self.announce
         os.set_blocking(self.settings.control_fd, False)
         self.loop.add_reader(self.settings.control_fd, self._on_control)
         self._keep(self.loop.create_task(self._watch_parent(), name="watch-supervisor"))
 
-    def report(self, model: str, version: int) -> None:
-        line = json.dumps({"worker": self.settings.worker, "model": model, "version": version}) + "\n"
+    async def agree_versions(self) -> None:
+        """Report the loaded versions, then load the supervisor's where they differ (before this worker listens)."""
+        service = self.gateway.service
+        self._serve = self.loop.create_future()
+        loaded = {name: s.pipeline.version for name, s in service.served().items()}
+        self._write({"loaded": loaded})
+        try:
+            wanted = await asyncio.wait_for(self._serve, self.AGREE_TIMEOUT_S)
+        except TimeoutError:
+            log.error("the supervisor did not say which versions to serve: serving what loaded")
+            return
+        for model, version in wanted.items():
+            if loaded.get(model) != version:
+                await self._apply(model, version)
+
+    def announce(self, model: str, version: int) -> None:
+        """This worker reloaded on an admin request or --watch: the others are to follow."""
+        self._write({"model": model, "version": version, "announce": True})
+
+    def _write(self, report: dict) -> None:
+        line = json.dumps({"worker": self.settings.worker, "pid": os.getpid(), **report}) + "\n"
         os.write(self.settings.report_fd, line.encode())  # under PIPE_BUF: atomic among workers
 
     def _on_control(self) -> None:
@@ -237,8 +304,15 @@ class WorkerLink:
         self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
-            command = json.loads(line)["reload"]
-            self._keep(self.loop.create_task(self._apply(command["model"], command["version"])))
+            command = json.loads(line)
+            if "reload" in command:
+                reload = command["reload"]
+                self._keep(self.loop.create_task(self._apply(reload["model"], reload["version"])))
+            elif "serve" in command:
+                if self._serve is not None and not self._serve.done():
+                    self._serve.set_result(command["serve"])
+            elif "workers" in command:
+                self.gateway.service.workers = command["workers"]
 
     async def _apply(self, model: str, version: int) -> None:
         service = self.gateway.service
@@ -250,6 +324,9 @@ class WorkerLink:
             log.info("reloaded as told by the supervisor", extra={"result": result})
         except Exception:
             log.exception("reload from the supervisor failed", extra={"model": model, "version": version})
+        served = service.served().get(model)
+        if served is not None:
+            self._write({"model": model, "version": served.pipeline.version, "announce": False})
 
     async def _watch_parent(self) -> None:
         while os.getppid() == self.parent:

@@ -38,12 +38,17 @@ def to_rgb(source: bytes | str | Path | Image.Image | np.ndarray) -> Image.Image
     return image.convert("RGB")
 
 
+def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """The (width, height) ``resize_crop`` resizes to before cropping: the shorter side becomes ``size``."""
+    scale = size / min(width, height)
+    return max(size, round(width * scale)), max(size, round(height * scale))
+
+
 def resize_crop(image: Image.Image, size: int) -> np.ndarray:
     """(size, size, 3) uint8: shorter side to ``size`` then a centre crop; a no-op at the right size."""
     w, h = image.size
     if (w, h) != (size, size):
-        scale = size / min(w, h)
-        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        image = image.resize(resized_size(w, h, size), Image.BICUBIC)
         left, top = (image.width - size) // 2, (image.height - size) // 2
         image = image.crop((left, top, left + size, top + size))
     return np.asarray(image, dtype=np.uint8)
