@@ -32,7 +32,7 @@ COMMANDS: dict[str, dict[str | None, str]] = {
     "export": {None: "rewarddance_exporter.export_cmd"},
     "bootstrap": {None: "rewarddance_exporter.bootstrap"},
     "generate": {None: "rewarddance_trainer.generator.generate_cmd"},
-    "eval": {"oracle": "rewarddance_trainer.oracle.eval_cmd"},
+    "eval": {"oracle": "rewarddance_trainer.oracle.eval_cmd", "reward": "rewarddance_trainer.pixel_reward.eval_cmd"},
     "serve": {None: "rewarddance_server.serve_cmd"},
 }
 

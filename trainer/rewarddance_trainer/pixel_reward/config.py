@@ -77,7 +77,7 @@ class PixelTrainConfig:
     listwise_temperature: float = 0.05  # softmax temperature on R and on the rated utility, both in [0, 1]
     eval_every: int = 250
     val_prompts: int = 300  # a fixed draw of val prompts selects the step (all their images)
-    test_prompts: int = 0  # 0: the whole test split for the final, held-out numbers
+    test_prompts: int = 1000  # a fixed draw (the same for every run) of test prompts for the final numbers; 0: all
     ckpt_every: int = 50
     workers: int = 1  # DataLoader processes decoding PNGs ahead of the step
     dropout: float | None = None  # overrides the scale's dropout

@@ -92,7 +92,7 @@ class EpochBatches(torch.utils.data.Sampler):
         return max(0, self.steps - self.start)
 
 
-def fixed_draw(prompt_rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+def fixed_draw(prompt_rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``n`` of the prompts (all when n is 0 or larger than the split), the same draw every time."""
     if n <= 0 or n >= len(prompt_rows):
         return prompt_rows
@@ -154,7 +154,7 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True) -
     model_cfg = replace(scale, dropout=scale.dropout if cfg.dropout is None else cfg.dropout)
     card = json.loads(schema.Layout(data).card.read_text())
     train_prompts = tables.prompt_rows("train")
-    val_prompts = fixed_draw(tables.prompt_rows("val"), cfg.val_prompts, cfg.seed)
+    val_prompts = fixed_draw(tables.prompt_rows("val"), cfg.val_prompts)
     if len(train_prompts) == 0 or len(val_prompts) == 0:
         raise ValueError(f"{data} needs prompts in both the train and the val split")
     run.mkdir(parents=True, exist_ok=True)
@@ -208,10 +208,10 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True) -
         step += 1
         record = {
             "step": step,
-            "loss": round(float(loss), 5),
-            "mse": round(float(mse), 5),
-            "bt": round(float(bt), 5),
-            "listwise": round(float(listwise), 5),
+            "loss": round(float(loss.detach()), 5),
+            "mse": round(float(mse.detach()), 5),
+            "bt": round(float(bt.detach()), 5),
+            "listwise": round(float(listwise.detach()), 5),
             "lr": lr,
             "images": len(rows),
             "seconds": round(time.perf_counter() - started, 2),
@@ -239,7 +239,7 @@ def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records
     """The kept weights tested once on the test split; weights, curves and run.json."""
     if (run / BEST).exists():
         model.load_state_dict(load_file(run / BEST))
-    test_prompts = fixed_draw(tables.prompt_rows("test"), cfg.test_prompts, cfg.seed)
+    test_prompts = fixed_draw(tables.prompt_rows("test"), cfg.test_prompts)
     rows, c, r = evaluate.predict(model, tables, states, test_prompts, cfg.workers)
     final = evaluate.metrics(tables, rows, c, r, model.weights.cpu().numpy())
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / WEIGHTS_FILE)

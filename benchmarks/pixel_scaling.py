@@ -1,0 +1,256 @@
+"""Scaling ladder of the pixel reward model (v2): train each rung with the same recipe and budget rule (same data,
+same steps and prompts per step), then score every rung in-domain (test split, vs mean ratings and vs gold), on
+the shifted world (never trained on) and for latency; merge the rows into benchmarks/results/scaling.{json,md,png}
+beside the v1 rows and baselines already there (``ladder``: "v1", "cpu", "gpu").
+
+Examples:
+  python benchmarks/pixel_scaling.py --data data/shapes20k --shifted data/shapes-shifted --runs runs/ladder \
+      --ladder cpu --scales cpu-xs cpu-s small --steps 500 --seeds cpu-xs=3
+  python benchmarks/pixel_scaling.py ... --existing small=runs/pixel-small     # add a run trained elsewhere
+Runs resume (rerun the same command); a finished run is only evaluated. Record the machine's load: every row keeps
+os.getloadavg() at its start and end of training, and the thread count it trained with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import RESULTS, command, machine, markdown_table
+from rewarddance_trainer.pixel_reward.config import PixelTrainConfig
+from rewarddance_trainer.pixel_reward.eval_cmd import evaluate_run
+from rewarddance_trainer.pixel_reward.model import load_model
+from rewarddance_trainer.pixel_reward.train import train
+
+COMPONENT_KEYS = ("fidelity", "style", "composition", "novelty")
+
+
+def _pairs(values: list[str], cast=str) -> dict:
+    out = {}
+    for v in values:
+        key, _, value = v.partition("=")
+        out[key] = cast(value)
+    return out
+
+
+@torch.no_grad()
+def latency_ms(run: Path, batch: int, repeats: int) -> float:
+    model = load_model(run)
+    cfg = model.cfg
+    pixels = torch.randint(0, 256, (batch, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8)
+    tokens, mask = (
+        torch.randn(batch, cfg.prompt_tokens, cfg.prompt_dim),
+        torch.ones(batch, cfg.prompt_tokens, dtype=bool),
+    )
+    model(pixels, tokens, mask)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model(pixels, tokens, mask)
+        times.append(time.perf_counter() - t)
+    return round(1000 * float(np.median(times)), 2)
+
+
+def row_for(name: str, ladder: str, run: Path, data: Path, shifted: Path | None, load: dict) -> dict:
+    manifest = json.loads((run / "run.json").read_text())
+    test = evaluate_run(run, data, "test", manifest["train"]["test_prompts"])
+    row = {
+        "name": name,
+        "ladder": ladder,
+        "architecture": "pixel (v2)",
+        "scale": manifest["scale"],
+        "parameters": manifest["parameters"],
+        "in_domain": test["in_domain"],
+        "val": manifest["val_metrics"],
+        "gold": test["gold"],
+        "budget": {
+            "steps_done": manifest["steps_done"],
+            "steps_planned": manifest["train"]["steps"],
+            "selected_step": manifest["selected_step"],
+            "samples_seen": manifest["samples_seen"],
+            "prompts_per_step": manifest["train"]["prompts_per_batch"],
+            "hardware": f"{manifest.get('device', 'cpu')}, {manifest['torch_threads']} torch thread(s)",
+        },
+        "train_seconds": manifest["wall_seconds"],
+        "seconds_per_step": manifest["seconds_per_step"],
+        "peak_rss_mb": manifest["peak_rss_mb"],
+        "latency_ms": {"batch_1": latency_ms(run, 1, 50), "batch_32": latency_ms(run, 32, 10)},
+        "run": str(run),
+        "load_average": load,
+    }
+    if shifted is not None:
+        s = evaluate_run(run, shifted, "all")
+        row["shifted"] = {"in_domain": s["in_domain"], "gold": s["gold"], "noise_ceiling": s["noise_ceiling"]}
+    return row
+
+
+def merge(rows: list[dict], path: Path) -> dict:
+    """The new rows replace rows of the same name and ladder; rows of other ladders (v1, baselines) stay."""
+    old = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    for r in old["rows"]:
+        r.setdefault("ladder", "baseline" if r.get("parameters", 0) < 10_000 else "v1")
+    keep = [r for r in old["rows"] if (r["name"], r["ladder"]) not in {(n["name"], n["ladder"]) for n in rows}]
+    return old | {"rows": keep + rows}
+
+
+def _fmt(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.3f}"
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Reward model scaling",
+        "",
+        "Rows of every ladder: `v1` (transformer over frozen pooled encoder features, H100, data/shapes2k), `cpu` "
+        "and `gpu` (the pixel reward model v2, end to end from pixels; same recipe and budget rule per ladder), "
+        "and the v1 baselines. In-domain: test split of the row's dataset vs mean human ratings (Spearman) and "
+        "decided pairs; gold: vs the simulator's truth; shifted: the shifted world (new phrasing, synonyms and "
+        "mix), never trained on.",
+        "",
+    ]
+    headers = ["model", "ladder", "params", "budget", "R (test)", "pair acc.", "R vs gold"]
+    headers += [f"{c[:4]}. vs gold" for c in COMPONENT_KEYS] + ["shifted R", "shifted pair acc.", "LOSO R"]
+    headers += ["train time", "latency b1 / b32"]
+    body = []
+    for r in result["rows"]:
+        d, g, b = r["in_domain"], r.get("gold", {}), r.get("budget", {})
+        s = r.get("shifted", {}).get("in_domain", {})
+        loso = r.get("loso", {}).get("mean", {}).get("spearman_reward")
+        seeds = r.get("seeds")
+        rho = _fmt(d["spearman_reward"]) + (f" (seeds: {seeds['mean']:.3f} ± {seeds['std']:.3f})" if seeds else "")
+        budget = f"{b.get('steps_done', '—')} steps, {b.get('samples_seen', '—')} img, {b.get('hardware', '')}"
+        latency = r.get("latency_ms") or {}
+        body.append(
+            [
+                r["name"],
+                r.get("ladder", ""),
+                f"{r['parameters']:,}",
+                budget,
+                rho,
+                _fmt(d.get("pair_accuracy")),
+                _fmt(g.get("reward")),
+                *[_fmt(g.get(c)) for c in COMPONENT_KEYS],
+                _fmt(s.get("spearman_reward")),
+                _fmt(s.get("pair_accuracy")),
+                _fmt(loso),
+                f"{r.get('train_seconds', 0):.0f} s",
+                f"{latency.get('batch_1', '—')} / {latency.get('batch_32', '—')} ms" if latency else "—",
+            ]
+        )
+    lines.append(markdown_table(headers, body))
+    ceiling = result.get("noise_ceiling") or {}
+    if ceiling:
+        lines += ["", f"Noise ceiling of the v1 data: {json.dumps(ceiling.get('spearman_vs_mean_rating'))}."]
+    for key, info in result.get("ladders", {}).items():
+        lines += [
+            "",
+            f"**Ladder `{key}`**: data `{info['data']}`; machine {info['machine']}; command `{info['command']}`.",
+        ]
+        lines += [f"Load average at start / end: {info['load_start']} / {info['load_end']}. {info.get('note', '')}"]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ladder, marker in (("v1", "s"), ("cpu", "o"), ("gpu", "^")):
+        rows = sorted((r for r in result["rows"] if r.get("ladder") == ladder), key=lambda r: r["parameters"])
+        rows = [r for r in rows if "seed" not in r["name"]]
+        if not rows:
+            continue
+        p = [r["parameters"] for r in rows]
+        ax1.plot(p, [r["in_domain"]["spearman_reward"] for r in rows], marker=marker, label=f"{ladder}: test R")
+        if all("shifted" in r for r in rows):
+            ax1.plot(
+                p,
+                [r["shifted"]["in_domain"]["spearman_reward"] for r in rows],
+                marker=marker,
+                ls="--",
+                label=f"{ladder}: shifted R",
+            )
+        ax2.plot(p, [r["gold"]["fidelity"] for r in rows], marker=marker, label=f"{ladder}: fidelity vs gold")
+    for r in result["rows"]:
+        if r.get("ladder") == "baseline":
+            ax1.axhline(r["in_domain"]["spearman_reward"], color="grey", lw=0.7, ls=":")
+    ax1.set(
+        xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="R vs mean ratings (dotted: v1 baselines)"
+    )
+    ax2.set(xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="fidelity head vs gold")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--shifted", type=Path, default=None, help="shifted-world dataset (evaluation only)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/ladder"))
+    parser.add_argument("--ladder", default="cpu", help="ladder name in the table (cpu, gpu)")
+    parser.add_argument("--scales", nargs="*", default=[])
+    parser.add_argument("--steps", type=int, default=500, help="the budget rule: steps per rung")
+    parser.add_argument("--seeds", nargs="*", default=[], help="SCALE=N: N seeds for that rung (default 1)")
+    parser.add_argument("--existing", nargs="*", default=[], help="NAME=RUN: finished runs to add as rows")
+    parser.add_argument("--lr", type=float, default=PixelTrainConfig.lr)
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    seeds = _pairs(args.seeds, int)
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    rows = []
+    for scale in args.scales:
+        per_seed = []
+        for seed in range(seeds.get(scale, 1)):
+            run = args.runs / f"{scale}-seed{seed}"
+            cfg = PixelTrainConfig(
+                scale=scale, steps=args.steps, lr=args.lr, seed=seed, eval_every=max(1, args.steps // 4)
+            )
+            before = [round(x, 2) for x in os.getloadavg()]
+            if not (run / "run.json").exists():
+                train(args.data, run, cfg)
+            load = {"start": before, "end": [round(x, 2) for x in os.getloadavg()]}
+            row = row_for(
+                scale if seed == 0 else f"{scale} seed {seed}", args.ladder, run, args.data, args.shifted, load
+            )
+            per_seed.append(row["in_domain"]["spearman_reward"])
+            rows.append(row)
+        if len(per_seed) > 1:
+            values = np.array(per_seed)
+            rows[-len(per_seed)]["seeds"] = {
+                "per_seed": per_seed,
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)),
+            }
+    for name, run in _pairs(args.existing, Path).items():
+        rows.append(row_for(name, args.ladder, run, args.data, args.shifted, {}))
+    path = args.out_dir / "scaling.json"
+    result = merge(rows, path)
+    result.setdefault("ladders", {})[args.ladder] = {
+        "data": str(args.data),
+        "shifted": str(args.shifted),
+        "machine": machine() | {"torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+        "command": command(),
+        "load_start": load_start,
+        "load_end": [round(x, 2) for x in os.getloadavg()],
+        "steps_per_rung": args.steps,
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    (args.out_dir / "scaling.md").write_text(markdown(result) + "\n")
+    plot(result, args.out_dir / "scaling.png")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

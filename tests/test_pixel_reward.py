@@ -1,0 +1,204 @@
+"""The pixel reward model (v2): architecture invariants, losses, the training recipe (learning, resume), export
+parity through the serving pipeline, and evaluation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rewarddance_trainer.pixel_reward import train as pixel_train
+from rewarddance_trainer.pixel_reward.config import PixelTrainConfig, load_scale, scales
+from rewarddance_trainer.pixel_reward.data import PairIndex, Tables
+from rewarddance_trainer.pixel_reward.model import PixelRewardModel, count_parameters, load_model
+from rewarddance_trainer.pixel_reward.text import build_cache, load_cache
+from rewarddance_trainer.shapes.synth import SynthConfig, synthesize
+
+TINY = PixelTrainConfig(
+    scale="tiny",
+    steps=8,
+    prompts_per_batch=4,
+    images_per_prompt=4,
+    lr=3e-3,
+    warmup=2,
+    eval_every=4,
+    val_prompts=10,
+    test_prompts=0,
+    ckpt_every=4,
+    workers=0,
+)
+
+
+@pytest.fixture(scope="session")
+def pixel_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("pixel") / "data"
+    synthesize(data, SynthConfig(n_prompts=60, images_per_prompt=4, seed=11, chunk_prompts=30), progress=False)
+    build_cache(data, progress=False)
+    return data
+
+
+@pytest.fixture(scope="session")
+def pixel_run(pixel_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("pixel-run") / "run"
+    pixel_train.train(pixel_data, run, TINY, progress=False)
+    return run
+
+
+def _inputs(n: int = 3, length: int = 32, real: int = 7, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (n, 64, 64, 3), generator=g, dtype=torch.uint8)
+    tokens = torch.randn(n, length, 384, generator=g)
+    mask = torch.zeros(n, length, dtype=torch.bool)
+    mask[:, :real] = True
+    return pixels, tokens, mask
+
+
+def test_scales_are_config_files_sized_as_the_ladders_promise():
+    counts = {s: count_parameters(load_scale(s)) for s in scales()}
+    assert 1.5e6 < counts["small"] < 2.5e6
+    assert 15e6 < counts["base"] < 25e6
+    assert 150e6 < counts["large"] < 250e6
+    assert counts["cpu-xs"] < counts["cpu-s"] < counts["small"] < counts["cpu-m"] < counts["base"]
+
+
+def test_reward_is_the_weighted_heads_and_padding_is_ignored():
+    torch.manual_seed(0)
+    model = PixelRewardModel(load_scale("tiny"), {"fidelity": 1, "style": 0, "composition": 0, "novelty": 0}).eval()
+    pixels, tokens, mask = _inputs()
+    with torch.no_grad():
+        components, reward = model(pixels, tokens, mask)
+        assert components.shape == (3, 4) and ((components > 0) & (components < 1)).all()
+        assert torch.allclose(reward, components[:, 0])
+        noisy = tokens.clone()
+        noisy[:, 7:] = torch.randn_like(noisy[:, 7:]) * 100  # padded slots: must not matter
+        assert torch.allclose(model(pixels, noisy, mask)[0], components, atol=1e-6)
+        trimmed = model(pixels, tokens[:, :7], mask[:, :7])[0]  # training trims unused padding columns
+        assert torch.allclose(trimmed, components, atol=1e-5)
+        other = model(torch.flip(pixels, dims=[1]), tokens, mask)[0]
+        assert not torch.allclose(other, components)  # it looks at the pixels, geometry included
+
+
+def test_listwise_loss_prefers_the_rated_order():
+    utility = torch.tensor([0.9, 0.5, 0.1, 0.2, 0.8])
+    group = np.array([0, 0, 0, 1, 1])
+    right = pixel_train.listwise_loss(torch.tensor([0.9, 0.5, 0.1, 0.2, 0.8]), utility, group, 0.05)
+    wrong = pixel_train.listwise_loss(torch.tensor([0.1, 0.5, 0.9, 0.8, 0.2]), utility, group, 0.05)
+    assert float(right) < float(wrong)
+    # a group's loss is the cross-entropy of its softmaxes: check one group by hand
+    p = torch.softmax(utility[:3] / 0.05, 0)
+    expected = -(p * torch.log_softmax(torch.tensor([0.9, 0.5, 0.1]) / 0.05, 0)).sum()
+    single = pixel_train.listwise_loss(torch.tensor([0.9, 0.5, 0.1]), utility[:3], np.zeros(3, int), 0.05)
+    assert torch.isclose(single, expected)
+
+
+def test_pairs_are_found_inside_a_batch(pixel_data: Path):
+    tables = Tables.load(pixel_data)
+    index = PairIndex(tables.pair_rows, tables.pair_target, len(tables.images))
+    prompt = tables.images.prompt_row.to_numpy()
+    rows = np.flatnonzero(np.isin(prompt, [0, 1]))
+    a, b, target = index.within(rows)
+    expected = np.isin(tables.pair_rows, rows).all(axis=1)
+    assert len(a) == expected.sum() > 0
+    found = sorted(zip(rows[a].tolist(), rows[b].tolist(), strict=True))
+    assert found == sorted(map(tuple, tables.pair_rows[expected].tolist()))
+    assert set(np.unique(target)) <= {0.0, 0.5, 1.0}
+
+
+def test_training_learns_and_records_a_complete_run(pixel_run: Path):
+    records = [json.loads(x) for x in (pixel_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, TINY.steps + 1))
+    manifest = json.loads((pixel_run / "run.json").read_text())
+    assert manifest["kind"] == "pixel_reward" and manifest["steps_done"] == TINY.steps
+    assert manifest["selected_step"] in (4, 8)
+    assert np.isfinite(manifest["metrics"]["spearman_reward"])
+    assert (pixel_run / "curves.png").stat().st_size > 0
+    first, last = np.mean([r["mse"] for r in records[:2]]), np.mean([r["mse"] for r in records[-2:]])
+    assert last < first  # the heads moved toward the ratings
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(pixel_data: Path, tmp_path: Path, monkeypatch):
+    cfg = replace(TINY, eval_every=100, ckpt_every=3)
+    whole = tmp_path / "whole"
+    pixel_train.train(pixel_data, whole, cfg, progress=False)
+    cut = tmp_path / "cut"
+    real_save = pixel_train.save_checkpoint
+
+    def crash_after_step_3(run, model, optimizer, step, identity, best):
+        real_save(run, model, optimizer, step, identity, best)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pixel_train, "save_checkpoint", crash_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        pixel_train.train(pixel_data, cut, cfg, progress=False)
+    monkeypatch.setattr(pixel_train, "save_checkpoint", real_save)
+    pixel_train.train(pixel_data, cut, cfg, progress=False)
+    a = [json.loads(x)["loss"] for x in (whole / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x)["loss"] for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert a == pytest.approx(b, rel=1e-4)
+
+
+def test_export_scores_the_same_through_the_serving_pipeline(pixel_run: Path, tmp_path: Path):
+    from rewarddance_exporter.pixel_export import export_pixel_run, real_samples
+    from rewarddance_trainer.pixel_reward.text import PromptStates
+
+    from rewarddance.scoring.pipeline import RewardPipeline
+
+    repo = tmp_path / "repo"
+    manifest = export_pixel_run(pixel_run, repo, log=lambda _: None)
+    assert manifest["architecture"] == "pixel" and manifest["export"]["end_to_end_max_abs_diff"] <= 1e-4
+    assert sorted(p.name for p in repo.iterdir()) == ["prompt_encoder", "reward_tiny"]
+    pipeline = RewardPipeline(repo, "reward_tiny").load()
+    pixels, texts = real_samples(json.loads((pixel_run / "run.json").read_text()), 64)
+    served = pipeline.score(pixels, texts)
+    model, states = load_model(pixel_run), PromptStates()
+    tokens, mask = states.encode(texts)
+    with torch.no_grad():
+        c, r = model(torch.from_numpy(pixels), torch.from_numpy(tokens), torch.from_numpy(mask))
+    assert np.abs(served.components - c.numpy()).max() < 1e-4
+    assert np.abs(served.reward - r.numpy()).max() < 1e-4
+    assert served.signals is None and pipeline.versions()[0].name == "prompt_encoder"
+    again = export_pixel_run(pixel_run, repo, log=lambda _: None)  # a second export reuses the prompt encoder
+    assert again["version"] == 2 and again["encoders"]["text"]["version"] == 1
+
+
+def test_eval_command_reports_ratings_and_gold(pixel_run: Path, pixel_data: Path, tmp_path: Path):
+    from rewarddance.cli import main
+
+    out = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "eval",
+                "reward",
+                "--run",
+                str(pixel_run),
+                "--data",
+                str(pixel_data),
+                "--split",
+                "all",
+                "--out",
+                str(out),
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(out.read_text())
+    assert result["in_domain"]["n_eval_images"] == 240
+    assert set(result["gold"]) == {"fidelity", "style", "composition", "novelty", "reward"}
+    assert all(-1 <= v <= 1 for v in result["gold"].values())
+
+
+def test_prompt_state_cache_is_refused_when_stale(pixel_data: Path, tmp_path: Path):
+    copy = tmp_path / "copy"
+    shutil.copytree(pixel_data, copy)
+    meta = copy / "prompt_states" / "minilm-l6" / "meta.json"
+    meta.write_text(json.dumps(json.loads(meta.read_text()) | {"done": 3}))
+    with pytest.raises(ValueError, match="prompt-state cache"):
+        load_cache(copy)
