@@ -37,6 +37,7 @@ from .graphs import GraphSpec, Tensor
 
 PROMPT_ENCODER = "prompt_encoder"
 REAL_SAMPLES = 8
+SAMPLES_DIR = "samples"
 
 
 class PromptGraph(nn.Module):
@@ -95,6 +96,15 @@ def text_preprocessing(states: PromptStates) -> dict:
 def is_pixel_run(run: Path) -> bool:
     path = Path(run) / RUN_MANIFEST
     return path.exists() and json.loads(path.read_text()).get("kind") == "pixel_reward"
+
+
+def shipped_samples(run: Path, size: int) -> tuple[np.ndarray, list[str]] | None:
+    """The held-out images and prompts a shipped run carries in ``samples/`` (None when it has none)."""
+    index = Path(run) / SAMPLES_DIR / "samples.json"
+    if not index.exists():
+        return None
+    samples = json.loads(index.read_text())["samples"]
+    return load_pixels([index.parent / s["image"] for s in samples], size), [s["prompt"] for s in samples]
 
 
 def real_samples(run_manifest: dict, size: int, n: int = REAL_SAMPLES) -> tuple[np.ndarray, list[str]] | None:
@@ -161,7 +171,7 @@ def export_pixel_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None =
     repo = ModelRepository(repo_dir)
     repo.root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    real = real_samples(run_manifest, model.cfg.image_size)
+    real = real_samples(run_manifest, model.cfg.image_size) or shipped_samples(run_dir, model.cfg.image_size)
     if real is None:
         log("note: the run's dataset is not on this machine; parity on random inputs and two fixed prompts")
     texts = real[1] if real is not None else ["a red circle in the center", "two blue squares, watercolor"]

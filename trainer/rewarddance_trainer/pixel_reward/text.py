@@ -38,7 +38,7 @@ class PromptStates(nn.Module):
         from transformers import AutoModel
 
         self.model_dir = Path(model_dir or minilm_dir())
-        self.bert = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval()
+        self.bert = AutoModel.from_pretrained(self.model_dir, local_files_only=True).float().eval()
         self.pad_token_id = int(self.bert.config.pad_token_id or 0)
         for p in self.bert.parameters():
             p.requires_grad_(False)

@@ -166,7 +166,9 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True) -
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
-    identity = {"train": asdict(cfg) | {"workers": None}, "model": asdict(model_cfg), "data": card.get("table_sha256")}
+    # Loader processes and the time limit change how a run is carried out, not what it computes: a resume may differ.
+    recipe = asdict(cfg) | {"workers": None, "time_limit": None}
+    identity = {"train": recipe, "model": asdict(model_cfg), "data": card.get("table_sha256")}
     start, best = resume(run, model, optimizer, identity)
     records = _records(run, start)
     elapsed0 = records[-1]["seconds"] if records else 0.0
@@ -188,6 +190,12 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True) -
     bar = tqdm(total=cfg.steps, initial=start, desc=f"pixel reward {cfg.scale}", disable=not progress)
     step = start
     for rows, pixels, group in batches:
+        if cfg.time_limit and time.perf_counter() - started > cfg.time_limit:
+            if records and "val_spearman_reward" not in records[-1]:  # the last step trained is a candidate too
+                best = _validate(run, model, tables, states, val_prompts, cfg, step, best, records[-1])
+                (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+            save_checkpoint(run, model, optimizer, step, identity, best)
+            break
         lr = learning_rate(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -216,23 +224,30 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True) -
             "images": len(rows),
             "seconds": round(time.perf_counter() - started, 2),
         }
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            rows_v, c_v, r_v = evaluate.predict(model, tables, states, val_prompts, cfg.workers)
-            val = evaluate.metrics(tables, rows_v, c_v, r_v, model.weights.cpu().numpy())
-            record |= {f"val_{k}": v for k, v in val.items()}
-            if best.step is None or val["spearman_reward"] > best.value:
-                best = Best(step, val)
-                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / (BEST + ".tmp"))
-                (run / (BEST + ".tmp")).replace(run / BEST)
-            bar.set_postfix(val_R=f"{val['spearman_reward']:.3f}", refresh=False)
         records.append(record)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            best = _validate(run, model, tables, states, val_prompts, cfg, step, best, record)
         _log(run, record)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             save_checkpoint(run, model, optimizer, step, identity, best)
         bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
         bar.update(1)
     bar.close()
+    if best.step is None:  # stopped before the first validation: the last weights are the candidate
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / BEST)
     return finish(run, model, tables, states, cfg, model_cfg, card, best, records, data)
+
+
+def _validate(run: Path, model, tables, states, val_prompts, cfg, step: int, best: Best, record: dict) -> Best:
+    """Val metrics into ``record``; the weights become best.safetensors when they beat the best so far."""
+    rows, c, r = evaluate.predict(model, tables, states, val_prompts, cfg.workers)
+    val = evaluate.metrics(tables, rows, c, r, model.weights.cpu().numpy())
+    record |= {f"val_{k}": v for k, v in val.items()}
+    if best.step is not None and not val["spearman_reward"] > best.value:
+        return best
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / (BEST + ".tmp"))
+    (run / (BEST + ".tmp")).replace(run / BEST)
+    return Best(step, val)
 
 
 def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records, data) -> dict:
@@ -253,6 +268,7 @@ def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records
         "weights": dict(zip(["fidelity", "style", "composition", "novelty"], model.weights.tolist(), strict=True)),
         "bt_scale": float(model.bt_scale.detach()),
         "steps_done": records[-1]["step"] if records else 0,
+        "stopped_by_time_limit": bool(records) and records[-1]["step"] < cfg.steps,
         "selected_step": best.step,
         "val_metrics": best.metrics,
         "metrics": final,  # test split, selected weights
