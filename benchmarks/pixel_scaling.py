@@ -89,6 +89,27 @@ def row_for(name: str, ladder: str, run: Path, data: Path, shifted: Path | None,
     return row
 
 
+def leave_one_style_out(data: Path, runs: Path, scale: str, steps: int, lr: float) -> dict:
+    """Each named style held out in turn (trained and selected without it, tested on all its prompts)."""
+    from rewarddance_trainer.pixel_reward.data import Tables
+    from rewarddance_trainer.shapes.world import STYLES
+
+    present = set(Tables.load(data).prompts["style"].dropna())
+    folds = {}
+    for style in (s for s in STYLES if s in present):
+        run = runs / f"{scale}-loso-{style}"
+        if not (run / "run.json").exists():
+            train(data, run, PixelTrainConfig(scale=scale, steps=steps, lr=lr, hold_out_style=style))
+        folds[style] = json.loads((run / "run.json").read_text())["metrics"]["spearman_reward"]
+    values = np.array(list(folds.values()))
+    return {
+        "folds": folds,
+        "mean": {"spearman_reward": float(values.mean())},
+        "std": {"spearman_reward": float(values.std(ddof=1)) if len(values) > 1 else 0.0},
+        "steps": steps,
+    }
+
+
 def merge(rows: list[dict], path: Path) -> dict:
     """The new rows replace rows of the same name and ladder; rows of other ladders (v1, baselines) stay."""
     old = json.loads(path.read_text()) if path.exists() else {"rows": []}
@@ -202,6 +223,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="the budget rule: steps per rung")
     parser.add_argument("--seeds", nargs="*", default=[], help="SCALE=N: N seeds for that rung (default 1)")
     parser.add_argument("--existing", nargs="*", default=[], help="NAME=RUN: finished runs to add as rows")
+    parser.add_argument("--loso", nargs="*", default=[], help="SCALE=STEPS: leave-one-style-out runs of that rung")
     parser.add_argument("--lr", type=float, default=PixelTrainConfig.lr)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -234,6 +256,11 @@ def main() -> None:
             }
     for name, run in _pairs(args.existing, Path).items():
         rows.append(row_for(name, args.ladder, run, args.data, args.shifted, {}))
+    for scale, steps in _pairs(args.loso, int).items():
+        loso = leave_one_style_out(args.data, args.runs, scale, steps, args.lr)
+        for row in rows:
+            if row["name"] == scale:
+                row["loso"] = loso
     path = args.out_dir / "scaling.json"
     result = merge(rows, path)
     result.setdefault("ladders", {})[args.ladder] = {

@@ -202,3 +202,15 @@ def test_prompt_state_cache_is_refused_when_stale(pixel_data: Path, tmp_path: Pa
     meta.write_text(json.dumps(json.loads(meta.read_text()) | {"done": 3}))
     with pytest.raises(ValueError, match="prompt-state cache"):
         load_cache(copy)
+
+
+def test_leave_one_style_out_splits_hold_the_style_out_of_training(pixel_data: Path):
+    tables = Tables.load(pixel_data)
+    styles = tables.prompts["style"].fillna("").to_numpy()
+    style = next(s for s in styles if s)
+    train, val, test = (tables.prompt_rows(part, style) for part in ("train", "val", "test"))
+    assert not (styles[train] == style).any() and not (styles[val] == style).any()
+    assert set(test) == set(np.flatnonzero(styles == style))
+    assert set(train) < set(tables.prompt_rows("train"))
+    with pytest.raises(ValueError, match="no prompt has style"):
+        tables.prompt_rows("train", "cubism")

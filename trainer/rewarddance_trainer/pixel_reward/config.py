@@ -80,6 +80,7 @@ class PixelTrainConfig:
     test_prompts: int = 1000  # a fixed draw (the same for every run) of test prompts for the final numbers; 0: all
     ckpt_every: int = 50
     workers: int = 1  # DataLoader processes decoding PNGs ahead of the step
+    hold_out_style: str = ""  # leave-one-style-out: train and select without this style, test on all its prompts
     time_limit: float = 0.0  # seconds of training before stopping early (0: none); a safety bound, not the budget
     dropout: float | None = None  # overrides the scale's dropout
     seed: int = 0

@@ -54,8 +54,16 @@ class Tables:
         cols = [f"{c}_rating" for c in COMPONENTS]
         return ((self.images[cols].to_numpy(dtype=np.float64) - 1) / 4).astype(np.float32)
 
-    def prompt_rows(self, split: str) -> np.ndarray:
-        return self.prompts.prompt_row[self.prompts.split == split].to_numpy()
+    def prompt_rows(self, split: str, hold_out_style: str = "") -> np.ndarray:
+        """Prompts of ``split`` ("all" for every split); with ``hold_out_style`` the test part is every prompt of
+        that style and the other parts are the split's prompts of the other styles (unstyled ones included)."""
+        styles = self.prompts["style"].fillna("").to_numpy()
+        chosen = np.ones(len(self.prompts), bool) if split == "all" else (self.prompts.split == split).to_numpy()
+        if hold_out_style:
+            if hold_out_style not in set(styles):
+                raise ValueError(f"no prompt has style {hold_out_style!r}; styles: {sorted(set(styles) - {''})}")
+            chosen = (styles == hold_out_style) if split == "test" else chosen & (styles != hold_out_style)
+        return self.prompts.prompt_row.to_numpy()[chosen]
 
     def image_rows_of(self, prompt_rows: np.ndarray) -> np.ndarray:
         return np.flatnonzero(np.isin(self.images.prompt_row.to_numpy(), prompt_rows))

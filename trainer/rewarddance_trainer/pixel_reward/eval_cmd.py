@@ -36,7 +36,7 @@ def evaluate_run(run: Path, data: Path, split: str = "test", max_prompts: int = 
     model = load_model(run)
     build_cache(data, progress=False)
     tables = Tables.load(data)
-    prompts = tables.prompts.prompt_row.to_numpy() if split == "all" else tables.prompt_rows(split)
+    prompts = tables.prompt_rows(split)
     prompts = fixed_draw(prompts, max_prompts, 0)
     if len(prompts) == 0:
         raise ValueError(f"{data} has no prompts in split {split!r}")

@@ -153,8 +153,8 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True) -
     scale = load_scale(cfg.scale)
     model_cfg = replace(scale, dropout=scale.dropout if cfg.dropout is None else cfg.dropout)
     card = json.loads(schema.Layout(data).card.read_text())
-    train_prompts = tables.prompt_rows("train")
-    val_prompts = fixed_draw(tables.prompt_rows("val"), cfg.val_prompts)
+    train_prompts = tables.prompt_rows("train", cfg.hold_out_style)
+    val_prompts = fixed_draw(tables.prompt_rows("val", cfg.hold_out_style), cfg.val_prompts)
     if len(train_prompts) == 0 or len(val_prompts) == 0:
         raise ValueError(f"{data} needs prompts in both the train and the val split")
     run.mkdir(parents=True, exist_ok=True)
@@ -254,7 +254,7 @@ def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records
     """The kept weights tested once on the test split; weights, curves and run.json."""
     if (run / BEST).exists():
         model.load_state_dict(load_file(run / BEST))
-    test_prompts = fixed_draw(tables.prompt_rows("test"), cfg.test_prompts)
+    test_prompts = fixed_draw(tables.prompt_rows("test", cfg.hold_out_style), cfg.test_prompts)
     rows, c, r = evaluate.predict(model, tables, states, test_prompts, cfg.workers)
     final = evaluate.metrics(tables, rows, c, r, model.weights.cpu().numpy())
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / WEIGHTS_FILE)
