@@ -31,9 +31,14 @@ for scale in small base large; do
   $CLI train pixel-reward --data data/shapes20k --scale $scale --out runs/gpu-ladder/$scale-seed0 --steps "$STEPS" \
     --prompts-per-batch 32 --workers 4 --time-limit "$LIMIT" --no-progress > "$OUT/train-$scale.log" 2>&1 &
 done
+for style in flat watercolor sketch pixel-art neon oil photo; do  # leave-one-style-out of small, same budget
+  $CLI train pixel-reward --data data/shapes20k --scale small --out runs/gpu-ladder/small-loso-$style --steps "$STEPS" \
+    --prompts-per-batch 32 --workers 1 --hold-out-style $style --time-limit "$LIMIT" --no-progress \
+    > "$OUT/train-loso-$style.log" 2>&1 &
+done
 wait
 cd benchmarks && $PY pixel_scaling.py --data ../data/shapes20k --shifted ../data/shapes-shifted --runs ../runs/gpu-ladder \
   --ladder gpu --existing small=../runs/gpu-ladder/small-seed0 base=../runs/gpu-ladder/base-seed0 \
-  large=../runs/gpu-ladder/large-seed0 --out-dir "$OUT" 2>&1 | tee "$OUT/scaling.log"
+  large=../runs/gpu-ladder/large-seed0 --loso small="$STEPS" --out-dir "$OUT" 2>&1 | tee "$OUT/scaling.log"
 cd .. && find runs/gpu-ladder \( -name 'run.json' -o -name 'metrics.jsonl' -o -name '*.png' \) -print0 \
   | tar czf "$OUT/runs.tgz" --null -T - || true
