@@ -32,7 +32,16 @@ from rewarddance.scoring.pipeline import RewardPipeline
 from rewarddance.scoring.repository import MANIFEST, PIXEL_ARCHITECTURE, ModelRepository, ModelVersion
 
 from . import triton_config
-from .export import ExportError, ExportOptions, _base_manifest, _publish, _random_inputs, _stage, export_graph
+from .export import (
+    ExportError,
+    ExportOptions,
+    _base_manifest,
+    _metrics,
+    _publish,
+    _random_inputs,
+    _stage,
+    export_graph,
+)
 from .graphs import GraphSpec, Tensor
 
 PROMPT_ENCODER = "prompt_encoder"
@@ -231,9 +240,3 @@ def export_pixel_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None =
         raise
     log(f"wrote {repo.root / name / str(manifest['version'])}")
     return manifest
-
-
-def _metrics(run_manifest: dict) -> dict:
-    out = {k: float(v) for k, v in run_manifest.get("metrics", {}).items() if isinstance(v, (int, float))}
-    val = run_manifest.get("val_metrics") or {}
-    return out | {f"val_{k}": float(v) for k, v in val.items() if isinstance(v, (int, float))}

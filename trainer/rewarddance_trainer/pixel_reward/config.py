@@ -7,8 +7,7 @@ not new code): the CPU ladder (``cpu-xs`` / ``cpu-s`` / ``cpu-m``) and the seed'
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -49,16 +48,9 @@ def scales() -> tuple[str, ...]:
 
 
 def load_scale(name: str) -> PixelRewardConfig:
-    path = CONFIG_DIR / f"{name}.json"
-    if not path.exists():
-        raise ValueError(f"unknown scale {name!r}; known scales: {', '.join(scales())}")
-    values = json.loads(path.read_text())
-    values.pop("comment", None)
-    known = {f.name for f in fields(PixelRewardConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path.name}: unknown fields {', '.join(unknown)}")
-    return PixelRewardConfig(**values)
+    from ..reward.config import load_config_file
+
+    return load_config_file(CONFIG_DIR, name, PixelRewardConfig)
 
 
 @dataclass(frozen=True)

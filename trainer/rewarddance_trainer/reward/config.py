@@ -54,16 +54,21 @@ def scales() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
 
 
-def load_scale(name: str) -> RewardModelConfig:
-    path = CONFIG_DIR / f"{name}.json"
+def load_config_file(config_dir: Path, name: str, cls: type):
+    """``cls`` built from ``config_dir/<name>.json``, refusing unknown scales and unknown fields by name."""
+    path = config_dir / f"{name}.json"
     if not path.exists():
-        raise ValueError(f"unknown scale {name!r}; known scales: {', '.join(scales())}")
+        known = ", ".join(sorted(p.stem for p in config_dir.glob("*.json")))
+        raise ValueError(f"unknown scale {name!r}; known scales: {known}")
     values = json.loads(path.read_text())
-    known = {f.name for f in fields(RewardModelConfig)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - {f.name for f in fields(cls)})
     if unknown:
         raise ValueError(f"{path.name}: unknown fields {', '.join(unknown)}")
-    return RewardModelConfig(**values)
+    return cls(**values)
+
+
+def load_scale(name: str) -> RewardModelConfig:
+    return load_config_file(CONFIG_DIR, name, RewardModelConfig)
 
 
 @dataclass(frozen=True)
