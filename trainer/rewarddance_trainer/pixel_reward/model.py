@@ -107,8 +107,13 @@ class PixelRewardModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """pixels (n, s, s, 3) uint8, prompt_tokens (n, L, 384) MiniLM states, prompt_mask (n, L) bool (True = a
         real token) -> (components (n, 4) in [0, 1], reward (n,))."""
-        n = pixels.shape[0]
-        image = self.image_tokens(pixels)
+        components = torch.sigmoid(self.fuse(self.image_tokens(pixels), prompt_tokens, prompt_mask))
+        return components, components @ self.weights
+
+    def fuse(self, image: torch.Tensor, prompt_tokens: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        """Image tokens (n, g*g, width) read together with a prompt -> component logits (n, 4). Training fuses the
+        same image tokens with another prompt too (the prompt-swap term), without recomputing the image tower."""
+        n = image.shape[0]
         prompt = self.prompt_in(prompt_tokens) + self.prompt_position[:, : prompt_tokens.shape[1]]
         queries = self.queries.expand(n, -1, -1)
         tokens = torch.cat([queries, prompt, image], dim=1)
@@ -119,8 +124,7 @@ class PixelRewardModel(nn.Module):
         for block in self.fusion_blocks:
             tokens = block(tokens, keep)
         read = self.norm(tokens[:, : queries.shape[1]])
-        components = torch.sigmoid((read * self.head_weight).sum(-1) + self.head_bias)
-        return components, components @ self.weights
+        return (read * self.head_weight).sum(-1) + self.head_bias
 
     @property
     def bt_scale(self) -> torch.Tensor:

@@ -53,6 +53,29 @@ def bt_loss(reward: torch.Tensor, a: np.ndarray, b: np.ndarray, target: np.ndarr
     return F.binary_cross_entropy_with_logits(logits, torch.from_numpy(target).to(logits.device))
 
 
+def swap_loss(
+    model: PixelRewardModel,
+    image: torch.Tensor,
+    own_logits: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    group: np.ndarray,
+    per_group: int,
+) -> torch.Tensor:
+    """Prompt-swap ranking: the first ``per_group`` candidates of each prompt, read with the next prompt of the batch,
+    should score a lower fidelity than with their own prompt (softplus of the logit difference). It needs no label:
+    an image was made for its prompt, not for another."""
+    groups = np.unique(group)
+    if len(groups) < 2 or per_group < 1:
+        return own_logits.sum() * 0.0
+    first = {g: np.flatnonzero(group == g) for g in groups}
+    chosen = np.concatenate([first[g][:per_group] for g in groups])
+    donor = np.array([first[groups[(np.searchsorted(groups, group[i]) + 1) % len(groups)]][0] for i in chosen])
+    chosen_t, donor_t = torch.from_numpy(chosen), torch.from_numpy(donor)
+    swapped = model.fuse(image[chosen_t], tokens[donor_t], mask[donor_t])
+    return F.softplus(swapped[:, 0] - own_logits[chosen_t, 0]).mean()
+
+
 def listwise_loss(reward: torch.Tensor, utility: torch.Tensor, group: np.ndarray, temperature: float) -> torch.Tensor:
     """ListNet: cross-entropy of softmax(R / t) against softmax(utility / t) within each prompt's candidates."""
     losses = []
@@ -201,14 +224,17 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True) -
             g["lr"] = lr
         model.train()
         prompt_tokens, prompt_mask = evaluate.prompt_inputs(tables, tokens, mask, rows)
-        components, reward = model(
-            torch.from_numpy(pixels).to(device), prompt_tokens.to(device), prompt_mask.to(device)
-        )
+        prompt_tokens, prompt_mask = prompt_tokens.to(device), prompt_mask.to(device)
+        image = model.image_tokens(torch.from_numpy(pixels).to(device))
+        logits = model.fuse(image, prompt_tokens, prompt_mask)
+        components = torch.sigmoid(logits)
+        reward = components @ model.weights
         targets = targets_all[rows].to(device)
         mse = mse_loss(components, targets)
         bt = bt_loss(reward, *pairs.within(rows), model.bt_scale)
         listwise = listwise_loss(reward, targets @ model.weights, group, cfg.listwise_temperature)
-        loss = cfg.mse_weight * mse + cfg.bt_weight * bt + cfg.listwise_weight * listwise
+        swap = swap_loss(model, image, logits, prompt_tokens, prompt_mask, group, cfg.swap_images)
+        loss = cfg.mse_weight * mse + cfg.bt_weight * bt + cfg.listwise_weight * listwise + cfg.swap_weight * swap
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -220,6 +246,7 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True) -
             "mse": round(float(mse.detach()), 5),
             "bt": round(float(bt.detach()), 5),
             "listwise": round(float(listwise.detach()), 5),
+            "swap": round(float(swap.detach()), 5),
             "lr": lr,
             "images": len(rows),
             "seconds": round(time.perf_counter() - started, 2),
@@ -294,7 +321,7 @@ def plot_curves(run: Path, records: list[dict], ceiling: dict | None, selected: 
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
     steps = [r["step"] for r in records]
-    for key in ("mse", "bt", "listwise"):
+    for key in ("mse", "bt", "listwise", "swap"):
         ax1.plot(steps, [r[key] for r in records], lw=0.6, label=key)
     ax1.set(xlabel="step", ylabel="training loss", yscale="log", title="pixel reward model training")
     ax1.legend()
