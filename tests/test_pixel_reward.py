@@ -80,6 +80,30 @@ def test_reward_is_the_weighted_heads_and_padding_is_ignored():
         assert torch.allclose(trimmed, components, atol=1e-5)
         other = model(torch.flip(pixels, dims=[1]), tokens, mask)[0]
         assert not torch.allclose(other, components)  # it looks at the pixels, geometry included
+        fused = torch.sigmoid(model.fuse(model.image_tokens(pixels), tokens, mask))
+        assert torch.allclose(fused, components)  # training's split path is the same function
+
+
+def test_swap_loss_rewards_reading_the_prompt():
+    torch.manual_seed(0)
+    model = PixelRewardModel(load_scale("tiny"))
+    pixels, tokens, mask = _inputs(n=4)
+    image = model.image_tokens(pixels)
+    group = np.array([0, 0, 1, 1])
+    own = model.fuse(image, tokens, mask)
+    base = pixel_train.swap_loss(model, image, own, tokens, mask, group, per_group=2)
+    assert float(base) == pytest.approx(
+        float(
+            torch.nn.functional.softplus(
+                model.fuse(image, tokens[[2, 2, 0, 0]], mask[[2, 2, 0, 0]])[:, 0] - own[:, 0]
+            ).mean()
+        ),
+        rel=1e-5,
+    )
+    higher_own = own.clone()
+    higher_own[:, 0] += 5.0
+    assert float(pixel_train.swap_loss(model, image, higher_own, tokens, mask, group, 2)) < float(base)
+    assert float(pixel_train.swap_loss(model, image, own, tokens, mask, np.zeros(4, int), 2)) == 0.0
 
 
 def test_listwise_loss_prefers_the_rated_order():
@@ -116,6 +140,7 @@ def test_training_learns_and_records_a_complete_run(pixel_run: Path):
     assert manifest["selected_step"] in (4, 8)
     assert np.isfinite(manifest["metrics"]["spearman_reward"])
     assert (pixel_run / "curves.png").stat().st_size > 0
+    assert all(np.isfinite(r["swap"]) for r in records)
     first, last = np.mean([r["mse"] for r in records[:2]]), np.mean([r["mse"] for r in records[-2:]])
     assert last < first  # the heads moved toward the ratings
 
