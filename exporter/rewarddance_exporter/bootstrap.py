@@ -28,7 +28,7 @@ class ScratchConfig:
     prompts: int = 20_000
     images_per_prompt: int = 10
     raters_per_image: int = 4
-    scale: str = "small"
+    scale: str = "cpu-xs"
     steps: int = 1200
     seed: int = 0
 
