@@ -119,6 +119,16 @@ def merge(rows: list[dict], path: Path) -> dict:
     return old | {"rows": keep + rows}
 
 
+def _seed_note(seeds: dict | None) -> str:
+    """ " (seeds: mean ± std)" of the test R over seeds; v1 rows keep a dict of metrics per statistic."""
+    if not seeds:
+        return ""
+    mean, std = seeds["mean"], seeds["std"]
+    if isinstance(mean, dict):
+        mean, std = mean["spearman_reward"], std["spearman_reward"]
+    return f" (seeds: {mean:.3f} ± {std:.3f}, n={len(seeds.get('per_seed', []))})"
+
+
 def _fmt(x) -> str:
     return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.3f}"
 
@@ -142,8 +152,7 @@ def markdown(result: dict) -> str:
         d, g, b = r["in_domain"], r.get("gold", {}), r.get("budget", {})
         s = r.get("shifted", {}).get("in_domain", {})
         loso = r.get("loso", {}).get("mean", {}).get("spearman_reward")
-        seeds = r.get("seeds")
-        rho = _fmt(d["spearman_reward"]) + (f" (seeds: {seeds['mean']:.3f} ± {seeds['std']:.3f})" if seeds else "")
+        rho = _fmt(d["spearman_reward"]) + _seed_note(r.get("seeds"))
         budget = f"{b.get('steps_done', '—')} steps, {b.get('samples_seen', '—')} img, {b.get('hardware', '')}"
         latency = r.get("latency_ms") or {}
         body.append(
