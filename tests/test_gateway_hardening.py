@@ -8,17 +8,21 @@ skipped, and hostile input gets a 4xx, never a 5xx.
 - connections: slowloris headers, trickled bodies and idle connections are closed while a normal client is served;
   connections over the cap get 429; a half-closed client still gets its answer;
 - fail safe: a corrupt newest version at start and at reload is skipped and the newest good one serves; rollback
-  works with a corrupt newest manifest.
+  works with a corrupt newest manifest;
+- one version: with two worker processes, a worker replacing a dead one serves the version reloaded to.
 
-In-process gateways on free 127.0.0.1 ports (test_gateway's harness); every wait is a bounded loop.
+In-process gateways (one supervised subprocess) on free 127.0.0.1 ports, test_gateway's harness; every wait is a
+bounded loop.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -32,6 +36,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from rewarddance_server.admission import Budget, Lease
 from rewarddance_server.errors import GatewayError
 from rewarddance_server.images import DecodeCancelled, ImageLimits, decode_images, open_checked
 from test_gateway import MODEL, ControlledBackend, InProcessGateway, b64, wait_ready
@@ -141,6 +146,22 @@ def test_thin_image_is_refused_from_its_header() -> None:
         decode_images([thin_png(64, 64)], ["images[0]"], limits, cancelled)
 
 
+def test_budget_refuses_beyond_its_limit_but_never_a_request_alone() -> None:
+    budget = Budget("bytes", 100)
+    first, second = Lease(), Lease()
+    first.take(budget, 60)
+    with pytest.raises(GatewayError) as info:
+        second.take(budget, 50)  # 110 > 100 while another request holds bytes
+    assert (info.value.status, info.value.code, info.value.retry_after) == (429, "overloaded", 1.0)
+    second.take(budget, 40)
+    first.release()
+    second.take(budget, 500)  # alone: a request bigger than the budget still gets through
+    assert budget.in_use == 540
+    second.release()
+    second.release()  # idempotent
+    assert budget.in_use == 0
+
+
 def test_normal_client_is_served_next_to_thin_images(gateway: InProcessGateway, body: dict) -> None:
     thin = {"prompt": "a red line", "images": [b64(thin_png())] * 16}
     stop = threading.Event()
@@ -194,10 +215,11 @@ def test_body_bytes_in_flight_are_capped_and_an_aborted_upload_is_499(repo: Path
     gateway = InProcessGateway(repo, ControlledBackend(), max_inflight_bytes=300_000, body_timeout_s=30)
     wait_ready(gateway.url)
     before = httpx.get(f"{gateway.url}/metrics").text
-    slow = raw_connect(gateway.url)  # holds 250 kB of the 300 kB budget while it uploads
+    slow = raw_connect(gateway.url)  # 250 kB of its 400 kB sent: it holds 250 kB of the 300 kB budget
     slow.sendall(
-        b"POST /v1/score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 250000\r\n\r\n"
-        + b"{" * 1000
+        b"POST /v1/score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 400000\r\n\r\n"
+        + b"{"
+        + b" " * 249_999
     )
     try:
         time.sleep(0.3)
@@ -254,7 +276,8 @@ def test_malformed_grpc_message_is_invalid_argument(gateway: InProcessGateway) -
 def test_readyz_shows_no_paths(tmp_path: Path, repo: Path) -> None:
     broken = tmp_path / "broken_repository"
     shutil.copytree(repo, broken)
-    (broken / MODEL / "1" / "manifest.json").write_text("{not json")
+    for graph in (broken / MODEL / "1").glob("model*.onnx"):
+        graph.unlink()  # onnxruntime's error names the file it could not find
     gw = InProcessGateway(broken, ControlledBackend())
     try:
         deadline = time.monotonic() + 20
@@ -303,33 +326,44 @@ def test_slow_clients_are_closed_while_a_normal_client_is_served(gateway: InProc
     assert statuses_5xx(after) == 0
 
 
-def test_connections_over_the_cap_get_429_then_room_returns(gateway: InProcessGateway, body: dict) -> None:
-    held = [raw_connect(gateway.url) for _ in range(24)]  # the cap
+def test_connections_over_the_cap_get_429_then_room_returns(repo: Path, body: dict) -> None:
+    gw = InProcessGateway(repo, ControlledBackend(), max_connections=8, header_timeout_s=4.0)
+    held: list[socket.socket] = []
     try:
+        wait_ready(gw.url)
+        held += [raw_connect(gw.url) for _ in range(8)]  # the cap
         for sock in held:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")  # unfinished: each holds its connection
-        time.sleep(0.2)
-        refused = httpx.get(f"{gateway.url}/healthz", timeout=10)
+        deadline = time.monotonic() + 3  # once the gateway has accepted them all, the next connection is refused
+        while time.monotonic() < deadline:
+            refused = httpx.get(f"{gw.url}/healthz", timeout=10)
+            if refused.status_code == 429:
+                break
+            time.sleep(0.05)
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_connections"
         assert int(refused.headers["retry-after"]) >= 1
-        deadline = time.monotonic() + 10  # the header timeout frees them
-        while time.monotonic() < deadline and httpx.get(f"{gateway.url}/healthz", timeout=10).status_code != 200:
+        deadline = time.monotonic() + 15  # the header timeout frees them
+        while time.monotonic() < deadline and httpx.get(f"{gw.url}/healthz", timeout=10).status_code != 200:
             time.sleep(0.2)
-        assert httpx.post(f"{gateway.url}/v1/score", json=body, timeout=30).status_code == 200
+        assert httpx.post(f"{gw.url}/v1/score", json=body, timeout=30).status_code == 200
     finally:
         for sock in held:
             sock.close()
+        gw.close()
 
 
-def test_half_closed_client_gets_its_response(gateway: InProcessGateway) -> None:
+def test_half_closed_client_gets_its_response(gateway: InProcessGateway, body: dict) -> None:
+    payload = json.dumps(body).encode()
     sock = raw_connect(gateway.url)
     try:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        sock.shutdown(socket.SHUT_WR)
-        answer = read_until_closed(sock, 5.0)
+        head = f"POST /v1/score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}"
+        sock.sendall(head.encode() + b"\r\n\r\n" + payload)
+        sock.shutdown(socket.SHUT_WR)  # done sending; still reading
+        answer = read_until_closed(sock, 10.0)
     finally:
         sock.close()
-    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}'), answer
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["model"]["name"] == MODEL
 
 
 # -- fail safe --------------------------------------------------------------------------------------------------------
@@ -378,3 +412,48 @@ def test_corrupt_newest_versions_are_skipped_at_start_and_on_reload(tmp_path: Pa
         assert statuses_5xx(httpx.get(f"{gw.url}/metrics").text) == 0
     finally:
         gw.close()
+
+
+def test_replaced_worker_serves_the_version_reloaded_to(tmp_path: Path, repo: Path, body: dict) -> None:
+    """Two workers on v2 (the newest), rolled back to v1; a killed worker's replacement serves v1 from its first
+    request (it used to load the newest on disk and be told to reload only after it listened)."""
+    from test_gateway import ServerProcess
+    from test_gateway_processes import children
+
+    root = tmp_path / "model_repository"
+    shutil.copytree(repo, root)
+    _add_version(root, 2)
+    srv = ServerProcess(root, tmp_path / "server.log", "--model", MODEL, "--processes", "2", "--intra-op-threads", "1")
+    try:
+        wait_ready(srv.url, srv.proc)
+
+        def workers() -> dict[int, tuple[int, int]]:
+            table = httpx.get(f"{srv.url}/v1/models", timeout=30).json()["workers"]
+            return {w["worker"]: (w["pid"], w["models"].get(MODEL)) for w in table}
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(workers()) < 2:
+            time.sleep(0.2)
+        assert {v for _, v in workers().values()} == {2}
+        rollback = httpx.post(f"{srv.url}/v1/admin/reload", json={"version": 1}, timeout=60)
+        assert rollback.status_code == 200 and rollback.json()["model"]["version"] == 1, rollback.text
+        while time.monotonic() < deadline and {v for _, v in workers().values()} != {1}:
+            time.sleep(0.2)
+        before = workers()
+        assert {v for _, v in before.values()} == {1}, before
+
+        victim = min(children(srv.proc.pid))
+        index = next(i for i, (pid, _) in before.items() if pid == victim)
+        os.kill(victim, signal.SIGKILL)
+        seen: list[tuple[str, int]] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and sum(w == str(index) for w, _ in seen) < 5:
+            r = httpx.post(f"{srv.url}/v1/score", json=body, timeout=30)  # a new connection each time
+            assert r.status_code == 200, r.text
+            seen.append((r.headers["x-worker"], r.json()["model"]["version"]))
+        assert sum(w == str(index) for w, _ in seen) >= 5, "the replacement never answered"
+        assert {v for _, v in seen} == {1}, seen
+        after = workers()
+        assert after[index][0] != victim and {v for _, v in after.values()} == {1}, after
+    finally:
+        srv.stop()

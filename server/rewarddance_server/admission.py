@@ -24,11 +24,12 @@ class Budget:
         self.in_use = 0
         self.gauge = gauge
 
-    def take(self, amount: int) -> None:
-        """Reserve ``amount`` or raise 429 ``overloaded`` (nothing reserved)."""
+    def take(self, amount: int, own: int = 0) -> None:
+        """Reserve ``amount`` more for a request already holding ``own``, or raise 429 ``overloaded`` (nothing
+        reserved). Over the limit is allowed only when no other request holds any."""
         if amount <= 0:
             return
-        if self.in_use and self.in_use + amount > self.limit:
+        if self.in_use > own and self.in_use + amount > self.limit:
             raise GatewayError(
                 429,
                 "overloaded",
@@ -55,8 +56,9 @@ class Lease:
         self._held: dict[Budget, int] = {}
 
     def take(self, budget: Budget, amount: int) -> None:
-        budget.take(amount)
-        self._held[budget] = self._held.get(budget, 0) + max(0, amount)
+        held = self._held.get(budget, 0)
+        budget.take(amount, own=held)
+        self._held[budget] = held + max(0, amount)
 
     def release(self) -> None:
         held, self._held = self._held, {}

@@ -187,25 +187,21 @@ async def _read_limited(request: Request, policy: BodyPolicy, declared: int | No
             held = size
 
     stream = request.stream()
-    if declared is not None:
-        if declared > policy.limit:
-            if declared <= _DRAIN_LIMIT:
-                await _drain(stream)
-            raise too_large
-        try:
-            hold(declared)  # before reading: a body that does not fit is never held
-        except GatewayError:
+    if declared is not None and declared > policy.limit:
+        if declared <= _DRAIN_LIMIT:
             await _drain(stream)
-            raise
+        raise too_large
     chunks, size = [], 0
     async for chunk in stream:
         size += len(chunk)
-        if size > policy.limit:
-            await _drain(stream, size)
-            raise too_large
         try:
-            hold(size)  # chunked bodies: held as they arrive
+            if size > policy.limit:
+                raise too_large
+            hold(size)  # what has arrived, not what was declared: a slow client cannot hold what it never sends
         except GatewayError:
+            chunks.clear()
+            if policy.lease is not None:
+                policy.lease.release()  # refused: what it held goes back before the (bounded) drain
             await _drain(stream, size)
             raise
         chunks.append(chunk)

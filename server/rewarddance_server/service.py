@@ -37,7 +37,7 @@ from .admission import Budget, Lease
 from .batcher import MicroBatcher, is_backend_down
 from .config import Settings
 from .errors import GatewayError, backend_unavailable, bad_request, deadline_exceeded, invalid_type, not_ready
-from .images import DecodeCancelled, ImageLimits, decode_images
+from .images import ImageLimits, decode_images
 from .metrics import Metrics
 
 log = logging.getLogger("rewarddance_server.service")
@@ -415,8 +415,8 @@ class Service:
             decode = loop.run_in_executor(self._decoder, decode_images, inp.images, inp.fields, limits, cancelled)
             try:
                 pixels = await asyncio.wait_for(decode, timeout=max(0.0, deadline - loop.time()))
-            except (TimeoutError, DecodeCancelled):
-                cancelled.set()  # the decode thread stops before its next image
+            except TimeoutError:
+                cancelled.set()  # the decode thread stops before its next image (DecodeCancelled, unheard)
                 raise deadline_exceeded(timeout) from None
             timing.decode_time = time.perf_counter() - started
             n = len(pixels)

@@ -213,17 +213,19 @@ class Supervisor:
 
     def _on_loaded(self, sender: _Worker | None, report: dict) -> None:
         """A worker loaded its models: the first report of a model sets the gateway's version; answer what to serve."""
+        if sender is None:
+            return
         loaded = {m: int(v) for m, v in report["loaded"].items()}
         for model, version in loaded.items():
             self.versions.setdefault(model, version)
-        self.served[report["worker"]] = {"pid": report["pid"], "models": loaded}
-        if sender is not None:
-            self._send(sender, {"serve": {m: self.versions[m] for m in loaded}})
+        self.served[sender.index] = {"pid": sender.pid, "models": loaded}
+        self._send(sender, {"serve": {m: self.versions[m] for m in loaded}})
 
     def _on_reloaded(self, sender: _Worker | None, report: dict) -> None:
         model, version = report["model"], int(report["version"])
-        self.served.setdefault(report["worker"], {"pid": report["pid"], "models": {}})["models"][model] = version
-        if not report.get("announce"):
+        if sender is not None:
+            self.served.setdefault(sender.index, {"pid": sender.pid, "models": {}})["models"][model] = version
+        if not report.get("announce"):  # a reload the supervisor asked for: only the table changes
             if version != self.versions.get(model):
                 log.error(
                     "a worker serves another version than the gateway's",
