@@ -13,7 +13,8 @@ Clients, all on 127.0.0.1, closed loops stopped at ``--duration``:
 - aborting: uploads that declare 1 MB and hang up after 64 kB -> 499 in the gateway's own metrics;
 - slow: ``--slow`` connections open at any time, each a slowloris (a header line every 0.5 s, never the end), a
   trickled body (10 bytes a second) or an idle connection, reopened once the gateway closes it;
-- big: ``--big`` clients uploading ``--big-mb`` MB bodies at once (memory pressure) -> 200 or 429 ``overloaded``.
+- big: ``--big`` clients uploading ``--big-mb`` MB bodies at once (memory pressure) -> 200, or 429 ``overloaded``
+  once they fill the in-flight byte budget (then normal clients may get 429 too: that is the budget working).
 Sampled every second: the RSS and open descriptors of the gateway's processes, its open HTTP connections.
 Result: benchmarks/results/soak.{json,md,png}: status counts per client class, the normal clients' latency
 percentiles, peak RSS against the bound (RSS when ready + ``--rss-allowance-mb``), and the 5xx count from the
@@ -324,7 +325,9 @@ def main() -> None:
     parser.add_argument("--thin", type=int, default=2, help="clients sending thin-image requests")
     parser.add_argument("--bad", type=int, default=2, help="clients sending malformed requests")
     parser.add_argument("--slow", type=int, default=300, help="slow connections open at any time")
-    parser.add_argument("--big", type=int, default=6, help="clients uploading big bodies")
+    parser.add_argument(
+        "--big", type=int, default=4, help="clients uploading big bodies (4 x 24 MB: near, not over, the 128 MB cap)"
+    )
     parser.add_argument("--big-mb", type=float, default=24.0)
     parser.add_argument("--rss-allowance-mb", type=float, default=600.0, help="bound = RSS when ready + this")
     parser.add_argument("--gateway-args", default="", help="extra `rewarddance serve` flags, one string")
