@@ -204,8 +204,9 @@ class Service:
         return names
 
     async def load_models(self) -> None:
-        """Each model's newest version that loads (or the supervisor's pinned one); a model none of whose versions
-        loads is left out while another model serves, and fails the load (retried) when none does."""
+        """Each model's default version (the supervisor's, else the repository's pin), or the newest version that
+        loads when that one does not; a model none of whose versions loads is left out while another model serves,
+        and fails the load (retried) when none does."""
         names = self._model_names()
         started = time.perf_counter()
         failed = []
@@ -213,7 +214,8 @@ class Service:
             if name in self._served:  # loaded by an earlier attempt
                 continue
             try:
-                pipeline = await asyncio.to_thread(self._build_good, name, self.pinned.get(name))
+                prefer = self.pinned.get(name) or self.repository.pinned(name)
+                pipeline = await asyncio.to_thread(self._build_good, name, prefer)
             except RepositoryError as exc:
                 log.error("no version of the model loads: not served", extra={"model": name, "error": str(exc)})
                 failed.append(name)
@@ -306,10 +308,15 @@ class Service:
                 continue
             for name, served in list(self._served.items()):
                 try:
+                    pinned = self.repository.pinned(name)
                     versions = self.repository.versions(name)
-                    newest = versions[-1] if versions else 0
-                    if newest > served.pipeline.version and (name, newest) not in self.skipped:
-                        log.info("new version found by --watch", extra={"model": name, "version": newest})
+                    if pinned in versions:
+                        wanted, changed = pinned, pinned != served.pipeline.version
+                    else:
+                        wanted = versions[-1] if versions else 0
+                        changed = wanted > served.pipeline.version
+                    if changed and (name, wanted) not in self.skipped:
+                        log.info("new default version found by --watch", extra={"model": name, "version": wanted})
                         await self.reload(name, None, announce=True, retry_failed=False)
                 except Exception:
                     log.exception("watch reload failed")
@@ -527,9 +534,10 @@ class Service:
     async def reload(
         self, model: Any = None, version: Any = None, announce: bool = False, retry_failed: bool = True
     ) -> dict:
-        """Load ``model``/``version``, warm it, swap it in. Without a version: the newest version that loads (newer
-        ones that fail are skipped, listed under ``skipped``; ``retry_failed=False`` does not even try versions that
-        failed before). ``announce``: tell ``on_reload`` the version now served, so the other workers follow."""
+        """Load ``model``/``version``, warm it, swap it in. Without a version: the version the repository pins
+        (``rewarddance deploy`` / ``rollback``), else the newest version that loads (newer ones that fail are skipped,
+        listed under ``skipped``; ``retry_failed=False`` does not even try versions that failed before).
+        ``announce``: tell ``on_reload`` the version now served, so the other workers follow."""
         if model is not None and not isinstance(model, str):
             raise invalid_type("model", "a string", model)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
@@ -542,6 +550,9 @@ class Service:
         if name not in self.reward_models():
             raise GatewayError(404, "model_not_found", f"no reward model {name!r} in the repository", "model")
         versions = self.repository.versions(name)
+        pinned = self.repository.pinned(name)
+        if not version and pinned in versions:
+            version = pinned
         if version and version not in versions:
             raise GatewayError(
                 404, "version_not_found", f"model {name!r} has no version {version} (versions: {versions})", "version"

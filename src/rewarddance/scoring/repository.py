@@ -3,17 +3,23 @@
 Every version directory holds ``model.onnx`` and ``manifest.json``; reward versions also hold the fitted component
 scorers (``components/``) and the tokenizer (``tokenizer.json``). The manifest names the encoder versions a reward
 version was trained with, so a repository can hold several encoders side by side.
+
+The default (served) version of a model is its newest complete version, unless ``<root>/<model>/default_version``
+pins another one (``rewarddance deploy`` and ``rollback`` write it). The pin file is replaced atomically, so a
+reader sees the old pin or the new one; a pin naming a version that is not complete is ignored.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 CONFIG = "config.pbtxt"
+PIN_FILE = "default_version"
 FORMAT = 1
 REWARD_KIND = "reward"
 KINDS = ("image_encoder", "text_encoder", "prompt_encoder", REWARD_KIND)
@@ -64,13 +70,14 @@ class ModelRepository:
         )
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
-        """A version of ``name``; None or 0 -> the newest complete one."""
+        """A version of ``name``; None or 0 -> the default one (pinned, else the newest complete one)."""
         versions = self.versions(name)
         if not versions:
             known = ", ".join(self.models()) or "none"
             raise RepositoryError(f"unknown model {name!r} in {self.root} (models: {known})")
         if not version:
-            version = versions[-1]
+            pinned = self.pinned(name)
+            version = pinned if pinned in versions else versions[-1]
         if version not in versions:
             raise RepositoryError(f"model {name!r} has no version {version} (versions: {versions})")
         return ModelVersion(name, version, self.root / name / str(version))
@@ -80,3 +87,38 @@ class ModelRepository:
         model = self.root / name
         taken = [int(p.name) for p in model.iterdir() if p.name.isdigit()] if model.is_dir() else []
         return max(taken, default=0) + 1
+
+    # -- the default version ----------------------------------------------------------------------------------------
+    def pinned(self, name: str) -> int | None:
+        """The version ``default_version`` pins (complete or not), or None when there is no readable pin."""
+        try:
+            text = (self.root / name / PIN_FILE).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return int(text) if text.isdigit() and int(text) > 0 else None
+
+    def default_version(self, name: str) -> int:
+        """The version served when none is asked for (see ``get``)."""
+        return self.get(name).version
+
+    def pin(self, name: str, version: int) -> None:
+        """Make ``version`` (complete) the default, atomically: write a temporary file, fsync, rename over the pin."""
+        if version not in self.versions(name):
+            raise RepositoryError(f"model {name!r} has no complete version {version} (versions: {self.versions(name)})")
+        path = self.root / name / PIN_FILE
+        tmp = path.with_name(f".{PIN_FILE}.{os.getpid()}.tmp")
+        with open(tmp, "w") as f:
+            f.write(f"{version}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (a crash after it cannot bring the old entry back)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
