@@ -39,6 +39,18 @@ def test_partial_weights_keep_the_defaults_of_missing_components() -> None:
     assert sum(resolved.weights.values()) == pytest.approx(1.0)
 
 
+def test_float32_weights_echo_as_the_decimals_asked_for() -> None:
+    """A manifest written from a float32 tensor and gRPC's float fields hold 0.4 as 0.4000000059604645."""
+    single = {c: float(np.float32(w)) for c, w in DEFAULT_WEIGHTS.items()}
+    assert single["fidelity"] == 0.4000000059604645
+    assert resolve_weights(None, default=single).weights == DEFAULT_WEIGHTS  # exactly, not approx
+    assert resolve_weights({"style": float(np.float32(0.25)), "novelty": float(np.float32(0.1))}, single).weights == (
+        DEFAULT_WEIGHTS
+    )
+    assert resolve_weights({"fidelity": 1 / 3}).original["fidelity"] == 1 / 3  # a float64 stays as it is
+    assert resolve_weights({"fidelity": 1e300}).original["fidelity"] == 1e300  # beyond float32: no overflow
+
+
 def test_sum_within_tolerance_is_not_flagged() -> None:
     resolved = resolve_weights({"fidelity": 0.4 + 1e-8})
     assert resolved.normalized is False

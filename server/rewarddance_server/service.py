@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from rewarddance.components.base import COMPONENTS
-from rewarddance.components.composite import WeightsError, composite, resolve_weights
+from rewarddance.components.composite import WeightsError, as_decimal, composite, resolve_weights
 from rewarddance.scoring.pipeline import RewardPipeline
 from rewarddance.scoring.repository import CONFIG, REWARD_KIND, ModelRepository, RepositoryError
 
@@ -505,7 +505,9 @@ class Service:
                             for k, x in (manifest.get("metrics") or {}).items()
                             if isinstance(x, (int, float)) and not isinstance(x, bool)
                         },
-                        "default_weights": {k: float(x) for k, x in (manifest.get("default_weights") or {}).items()},
+                        "default_weights": {
+                            k: as_decimal(float(x)) for k, x in (manifest.get("default_weights") or {}).items()
+                        },
                         "components": list(manifest.get("components") or COMPONENTS),
                     }
                 )

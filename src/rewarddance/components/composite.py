@@ -7,7 +7,9 @@ Rules:
 - a partial mapping overrides only the components it names; the others keep their *default* weight
   (``{"novelty": 0.5}`` means "defaults, but novelty 0.5"), then everything is normalized to sum 1;
 - values must be finite, non-negative real numbers (bools are rejected), and not all zero;
-- unknown component names are rejected rather than ignored, so a typo never silently changes R.
+- unknown component names are rejected rather than ignored, so a typo never silently changes R;
+- a value that is exactly a float32 (a gRPC ``float`` field, a manifest written from a float32 tensor) is read as
+  the shortest decimal that float32 rounds to it, so 0.4 echoes as 0.4, not 0.4000000059604645.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .base import COMPONENTS
 
 DEFAULT_WEIGHTS: dict[str, float] = {"fidelity": 0.40, "style": 0.25, "composition": 0.25, "novelty": 0.10}
 SUM_TOLERANCE = 1e-6
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class WeightsError(ValueError):
@@ -51,6 +54,14 @@ class ResolvedWeights:
         return np.array([self.weights[c] for c in COMPONENTS], dtype=np.float64)
 
 
+def as_decimal(value: float) -> float:
+    """``value``, or the shortest decimal with the same float32 when ``value`` is exactly a float32."""
+    if not abs(value) <= FLOAT32_MAX:
+        return value
+    single = np.float32(value)
+    return float(str(single)) if float(single) == value else value  # numpy prints a float32's shortest decimal
+
+
 def _check_value(name: str, value: object) -> float:
     where = f"weights.{name}"
     # bool is an int subclass; True as a weight is almost certainly a client bug, so refuse it.
@@ -61,7 +72,7 @@ def _check_value(name: str, value: object) -> float:
         raise WeightsError(where, f"must be finite, got {number}")
     if number < 0:
         raise WeightsError(where, f"must be >= 0, got {number}")
-    return number
+    return as_decimal(number)
 
 
 def resolve_weights(
@@ -81,7 +92,7 @@ def resolve_weights(
             f"weights.{unknown[0]}",
             f"unknown component {unknown[0]!r}; expected some of {', '.join(COMPONENTS)}",
         )
-    merged = {c: _check_value(c, weights[c]) if c in weights else float(default[c]) for c in COMPONENTS}
+    merged = {c: _check_value(c, weights[c]) if c in weights else as_decimal(float(default[c])) for c in COMPONENTS}
     total = sum(merged.values())
     if total <= 0:
         raise WeightsError("weights", "at least one weight must be > 0 (all are zero)")
