@@ -7,7 +7,8 @@ colour distance from it gives a saliency map, and the salient regions (connected
 combines them with fixed, documented constants (no fitting) into [0, 1]; ``CompositionScorer`` can also fit
 a ridge probe from the features to human composition ratings and falls back to the rule when unfitted.
 
-numpy + scipy only, batched over images: the gateway runs it next to the exported model.
+numpy + scipy only, batched over images: the gateway runs it next to an exported feature (v1) reward model.
+scipy is imported on first use, so a gateway serving only pixel (v2) models never loads it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from scipy import ndimage
 
 from .base import FeatureBatch, load_arrays, save_arrays
 
@@ -63,6 +63,13 @@ _OPPONENT = np.array(
     ],
     dtype=np.float32,
 )
+
+
+@cache
+def _ndimage():
+    from scipy import ndimage
+
+    return ndimage
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,7 @@ def _saliency(img: np.ndarray, geo: _Geometry) -> tuple[np.ndarray, np.ndarray, 
     opponent = (img - _background(img, geo)) @ _OPPONENT.T
     distance = np.sqrt(np.square(opponent).sum(axis=-1))
     # A 3x3 box joins hatched (sketch) and dithered interiors into solid regions before thresholding.
-    smooth = ndimage.uniform_filter(distance, size=(1, 3, 3), mode="nearest")
+    smooth = _ndimage().uniform_filter(distance, size=(1, 3, 3), mode="nearest")
     ring = smooth[:, geo.ring]
     q25, q50, q75 = np.percentile(ring, [25, 50, 75], axis=1)
     threshold = np.maximum(MIN_THRESHOLD, q50 + NOISE_IQRS * (q75 - q25))
@@ -135,8 +142,8 @@ def _saliency(img: np.ndarray, geo: _Geometry) -> tuple[np.ndarray, np.ndarray, 
 def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """4-connected components of every image in one pass; the structure never links different images."""
     structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = ndimage.generate_binary_structure(2, 1)
-    labels, count = ndimage.label(mask, structure=structure)
+    structure[1] = _ndimage().generate_binary_structure(2, 1)
+    labels, count = _ndimage().label(mask, structure=structure)
     return labels, int(count)
 
 
@@ -161,7 +168,7 @@ def _hue_stats(hue: np.ndarray, threshold: np.ndarray, labels: np.ndarray, k: in
 
     # Side of the mean hue, from 3x3-averaged votes (joins hatched strokes); weakly coloured pixels (outlines,
     # paper between strokes) take no side.
-    local = ndimage.uniform_filter(vote, size=(1, 3, 3, 1), mode="nearest")
+    local = _ndimage().uniform_filter(vote, size=(1, 3, 3, 1), mode="nearest")
     norm = np.maximum(np.hypot(sum_x, sum_y), 1e-6)
     cross = (sum_x / norm)[labels] * local[..., 1] - (sum_y / norm)[labels] * local[..., 0]
     coloured = (labels > 0) & (np.hypot(local[..., 0], local[..., 1]) > SIDE_MIN)
@@ -170,7 +177,7 @@ def _hue_stats(hue: np.ndarray, threshold: np.ndarray, labels: np.ndarray, k: in
     # The band where both hue groups lie within INTERFACE_REACH pixels: it bridges the dark outline a
     # sketch draws between two objects, which direct pixel adjacency would miss.
     size = (1, 2 * INTERFACE_REACH + 1, 2 * INTERFACE_REACH + 1)
-    near = [ndimage.maximum_filter(side == s, size=size, mode="constant") for s in (-1, 1)]
+    near = [_ndimage().maximum_filter(side == s, size=size, mode="constant") for s in (-1, 1)]
     edges = np.bincount(labels[near[0] & near[1] & (labels > 0)], minlength=k)
     interface = edges / np.sqrt(np.maximum(np.minimum(*counts), 1))
     return spread, interface
@@ -194,7 +201,7 @@ def _segment_argmax(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarra
 
 def _boxes(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """(len(ids), 4) bounding boxes y0, y1, x0, x1 (exclusive ends) of the given labels."""
-    slices = ndimage.find_objects(labels)
+    slices = _ndimage().find_objects(labels)
     box = [(s[1].start, s[1].stop, s[2].start, s[2].stop) for s in (slices[i - 1] for i in ids)]
     return np.asarray(box, dtype=np.float64).reshape(-1, 4)
 
