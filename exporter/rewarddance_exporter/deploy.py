@@ -50,9 +50,9 @@ SCORE_BATCH = 64
 class GateConfig:
     """The defaults of ``rewarddance deploy``'s gate (each field is a flag)."""
 
-    tolerance: float = 0.02  # the candidate may trail the serving version by at most this on each gated metric
-    eval_prompts: int = 200  # a fixed draw of this many test-split prompts per standard-world dataset (0: all)
-    reload_timeout_s: float = 300.0  # per gateway: the reload (load + warm-up) and the confirmation
+    tolerance: float = field(default=0.02, metadata={"help": "largest drop allowed on each gated metric"})
+    eval_prompts: int = field(default=200, metadata={"help": "test-split prompts drawn per dataset (0: all)"})
+    reload_timeout_s: float = field(default=300.0, metadata={"help": "per gateway: reload, warm-up, confirmation"})
 
 
 @dataclass

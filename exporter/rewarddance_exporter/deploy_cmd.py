@@ -34,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-key-file", type=Path, default=None, help="admin key (default $REWARDDANCE_ADMIN_KEY)")
     for f in fields(GateConfig):
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=f"(default {f.default})"
+            f"--{f.name.replace('_', '-')}",
+            type=type(f.default),
+            default=f.default,
+            help=f"{f.metadata['help']} (default {f.default})",
         )
     parser.add_argument("--json", type=Path, default=None, help="also write the outcome (gate included) here")
 
