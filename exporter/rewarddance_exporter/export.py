@@ -356,15 +356,22 @@ def export_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None,
         for p in opts.precisions:
             log(f"{name}: building the {p} variant and measuring it")
             manifest["variants"][p] = precision.make_variant(p, staging, run, scorers, opts)
-        manifest["export"]["seconds"] = round(time.perf_counter() - t0, 2)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        triton_config.write(repo.root / name, spec, staging, opts, version_policy="latest")
-        manifest["version"] = _publish(staging, repo, name, opts.version)
+        publish_reward(staging, repo, name, spec, manifest, opts, t0)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     log(f"wrote {repo.root / name / str(manifest['version'])}")
     return manifest
+
+
+def publish_reward(
+    staging: Path, repo: ModelRepository, name: str, spec: GraphSpec, manifest: dict, opts: ExportOptions, t0: float
+) -> None:
+    """The staged reward version's final manifest and config.pbtxt, then its atomic rename into place."""
+    manifest["export"]["seconds"] = round(time.perf_counter() - t0, 2)
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    triton_config.write(repo.root / name, spec, staging, opts, version_policy="latest")
+    manifest["version"] = _publish(staging, repo, name, opts.version)
 
 
 def _metrics(run_manifest: dict) -> dict:

@@ -41,6 +41,7 @@ from .export import (
     _random_inputs,
     _stage,
     export_graph,
+    publish_reward,
 )
 from .graphs import GraphSpec, Tensor
 
@@ -231,10 +232,7 @@ def export_pixel_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None =
             log(f"{name}: serving pipeline vs training path on real images, max |diff| {end_to_end:.2e}")
             if not end_to_end <= opts.tolerance:
                 raise ExportError(f"serving pipeline differs from the training path by {end_to_end:.3g}")
-        manifest["export"]["seconds"] = round(time.perf_counter() - t0, 2)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        triton_config.write(repo.root / name, spec, staging, opts, version_policy="latest")
-        manifest["version"] = _publish(staging, repo, name, opts.version)
+        publish_reward(staging, repo, name, spec, manifest, opts, t0)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
