@@ -10,6 +10,7 @@ held in memory beyond the batches in flight. Prompt token states come from the m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ class Tables:
         target = pairs.winner.map(PAIR_TARGET).to_numpy(dtype=np.float32)
         return cls(data, images, prompts, rows.reshape(-1, 2), target)
 
-    @property
+    @cached_property
     def targets(self) -> np.ndarray:
         """(n, 4) mean rating mapped to [0, 1]; NaN where unrated."""
         cols = [f"{c}_rating" for c in COMPONENTS]
@@ -64,9 +65,6 @@ class Tables:
                 raise ValueError(f"no prompt has style {hold_out_style!r}; styles: {sorted(set(styles) - {''})}")
             chosen = (styles == hold_out_style) if split == "test" else chosen & (styles != hold_out_style)
         return self.prompts.prompt_row.to_numpy()[chosen]
-
-    def image_rows_of(self, prompt_rows: np.ndarray) -> np.ndarray:
-        return np.flatnonzero(np.isin(self.images.prompt_row.to_numpy(), prompt_rows))
 
 
 class PromptGroups(torch.utils.data.Dataset):
@@ -96,22 +94,6 @@ def collate(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
     rows = np.concatenate([r for r, _ in items])
     group = np.concatenate([np.full(len(r), g) for g, (r, _) in enumerate(items)])
     return rows, np.concatenate([p for _, p in items]), group
-
-
-def loader(
-    groups: PromptGroups, prompts_per_batch: int, shuffle: bool, workers: int, seed: int = 0
-) -> torch.utils.data.DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(
-        groups,
-        batch_size=prompts_per_batch,
-        shuffle=shuffle,
-        num_workers=workers,
-        collate_fn=collate,
-        generator=generator,
-        persistent_workers=False,
-        prefetch_factor=4 if workers else None,
-    )
 
 
 class PairIndex:
