@@ -66,6 +66,9 @@ class Tables:
             chosen = (styles == hold_out_style) if split == "test" else chosen & (styles != hold_out_style)
         return self.prompts.prompt_row.to_numpy()[chosen]
 
+    def image_rows_of(self, prompt_rows: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.images.prompt_row.to_numpy(), prompt_rows))
+
 
 class PromptGroups(torch.utils.data.Dataset):
     """Item i: the decoded candidates of prompt ``prompt_rows[i]`` (at most ``max_images``, a seeded draw)."""
