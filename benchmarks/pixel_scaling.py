@@ -56,7 +56,24 @@ def latency_ms(run: Path, batch: int, repeats: int) -> float:
     return round(1000 * float(np.median(times)), 2)
 
 
-def row_for(name: str, ladder: str, run: Path, data: Path, shifted: Path | None, load: dict) -> dict:
+def val_curve(run: Path) -> list[list[float]]:
+    """[step, images seen, val Spearman R] at each validation of a run (kept in the row: runs/ may not survive)."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return []
+    seen, curve = 0, []
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        seen += r.get("images", 0)
+        if "val_spearman_reward" in r:
+            curve.append([r["step"], seen, round(r["val_spearman_reward"], 4)])
+    return curve
+
+
+def row_for(
+    name: str, ladder: str, run: Path, data: Path, shifted: Path | None, load: dict, latency: dict | None = None
+) -> dict:
+    """``latency`` given (e.g. an idle-box measurement of the same architecture) is kept instead of re-measured."""
     manifest = json.loads((run / "run.json").read_text())
     test = evaluate_run(run, data, "test", manifest["train"]["test_prompts"])
     row = {
@@ -79,7 +96,8 @@ def row_for(name: str, ladder: str, run: Path, data: Path, shifted: Path | None,
         "train_seconds": manifest["wall_seconds"],
         "seconds_per_step": manifest["seconds_per_step"],
         "peak_rss_mb": manifest["peak_rss_mb"],
-        "latency_ms": {"batch_1": latency_ms(run, 1, 50), "batch_32": latency_ms(run, 32, 10)},
+        "latency_ms": latency or {"batch_1": latency_ms(run, 1, 50), "batch_32": latency_ms(run, 32, 10)},
+        "val_curve": val_curve(run),
         "run": str(run),
         "load_average": load,
     }
@@ -89,14 +107,17 @@ def row_for(name: str, ladder: str, run: Path, data: Path, shifted: Path | None,
     return row
 
 
-def leave_one_style_out(data: Path, runs: Path, scale: str, steps: int, lr: float) -> dict:
-    """Each named style held out in turn (trained and selected without it, tested on all its prompts)."""
+def leave_one_style_out(
+    data: Path, runs: Path, scale: str, steps: int, lr: float, only: list[str] | None = None
+) -> dict:
+    """Each named style held out in turn (trained and selected without it, tested on all its prompts); ``only``
+    limits the folds to those styles (the row then says which were run)."""
     from rewarddance_trainer.pixel_reward.data import Tables
     from rewarddance_trainer.shapes.world import STYLES
 
     present = set(Tables.load(data).prompts["style"].dropna())
     folds = {}
-    for style in (s for s in STYLES if s in present):
+    for style in (s for s in STYLES if s in present and (not only or s in only)):
         run = runs / f"{scale}-loso-{style}"
         if not (run / "run.json").exists():
             train(data, run, PixelTrainConfig(scale=scale, steps=steps, lr=lr, hold_out_style=style))
@@ -107,16 +128,25 @@ def leave_one_style_out(data: Path, runs: Path, scale: str, steps: int, lr: floa
         "mean": {"spearman_reward": float(values.mean())},
         "std": {"spearman_reward": float(values.std(ddof=1)) if len(values) > 1 else 0.0},
         "steps": steps,
+        "styles_held_out": sorted(folds),
+        "styles_total": len(present),
     }
 
 
 def merge(rows: list[dict], path: Path) -> dict:
-    """The new rows replace rows of the same name and ladder; rows of other ladders (v1, baselines) stay."""
+    """The new rows replace rows of the same name and ladder where they stand; rows of other ladders stay."""
     old = json.loads(path.read_text()) if path.exists() else {"rows": []}
     for r in old["rows"]:
         r.setdefault("ladder", "baseline" if r.get("parameters", 0) < 10_000 else "v1")
-    keep = [r for r in old["rows"] if (r["name"], r["ladder"]) not in {(n["name"], n["ladder"]) for n in rows}]
-    return old | {"rows": keep + rows}
+    previous = {(r["name"], r["ladder"]): r for r in old["rows"]}
+    # a re-evaluated row keeps what this call did not recompute (its seed spread, its LOSO folds)
+    rows = [
+        {k: v for k, v in previous.get((r["name"], r["ladder"]), {}).items() if k in ("seeds", "loso")} | r
+        for r in rows
+    ]
+    fresh = {(r["name"], r["ladder"]): r for r in rows}
+    merged = [fresh.pop((r["name"], r["ladder"]), r) for r in old["rows"]]  # in place, so the table keeps its order
+    return old | {"rows": merged + list(fresh.values())}
 
 
 def _seed_note(seeds: dict | None) -> str:
@@ -152,6 +182,8 @@ def markdown(result: dict) -> str:
         d, g, b = r["in_domain"], r.get("gold", {}), r.get("budget", {})
         s = r.get("shifted", {}).get("in_domain", {})
         loso = r.get("loso", {}).get("mean", {}).get("spearman_reward")
+        held = r.get("loso", {}).get("styles_held_out")
+        loso_note = f" ({len(held)} of {r['loso']['styles_total']} styles)" if held else ""
         rho = _fmt(d["spearman_reward"]) + _seed_note(r.get("seeds"))
         budget = f"{b.get('steps_done', '—')} steps, {b.get('samples_seen', '—')} img, {b.get('hardware', '')}"
         latency = r.get("latency_ms") or {}
@@ -167,7 +199,7 @@ def markdown(result: dict) -> str:
                 *[_fmt(g.get(c)) for c in COMPONENT_KEYS],
                 _fmt(s.get("spearman_reward")),
                 _fmt(s.get("pair_accuracy")),
-                _fmt(loso),
+                _fmt(loso) + loso_note,
                 f"{r.get('train_seconds', 0):.0f} s",
                 f"{latency.get('batch_1', '—')} / {latency.get('batch_32', '—')} ms" if latency else "—",
             ]
@@ -182,6 +214,8 @@ def markdown(result: dict) -> str:
             f"**Ladder `{key}`**: data `{info['data']}`; machine {info['machine']}; command `{info['command']}`.",
         ]
         lines += [f"Load average at start / end: {info['load_start']} / {info['load_end']}. {info.get('note', '')}"]
+        for extra in info.get("additions", []):
+            lines += [f"Rows added later by `{extra['command']}` (load {extra['load_start']} / {extra['load_end']})."]
     return "\n".join(lines)
 
 
@@ -191,10 +225,16 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
     for ladder, marker in (("v1", "s"), ("cpu", "o"), ("gpu", "^")):
         rows = sorted((r for r in result["rows"] if r.get("ladder") == ladder), key=lambda r: r["parameters"])
-        rows = [r for r in rows if "seed" not in r["name"]]
+        rungs = result.get("ladders", {}).get(ladder, {}).get("steps_per_rung")
+        longer = [r for r in rows if rungs and r.get("budget", {}).get("steps_planned", rungs) != rungs]
+        rows = [r for r in rows if "seed" not in r["name"] and r not in longer]
+        for r in longer:  # the same rung trained for longer: a point beside the ladder, not a rung of it
+            steps = r["budget"]["steps_planned"]
+            ax1.plot(r["parameters"], r["in_domain"]["spearman_reward"], marker="*", ms=10, ls="", label=f"{r['name']}")
+            ax2.plot(r["parameters"], r["gold"]["fidelity"], marker="*", ms=10, ls="", label=f"{r['name']} ({steps})")
         if not rows:
             continue
         p = [r["parameters"] for r in rows]
@@ -215,7 +255,12 @@ def plot(result: dict, path: Path) -> None:
         xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="R vs mean ratings (dotted: v1 baselines)"
     )
     ax2.set(xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="fidelity head vs gold")
-    for ax in (ax1, ax2):
+    for r in result["rows"]:
+        curve = np.array(r.get("val_curve") or [])
+        if r.get("ladder") in ("cpu", "gpu") and len(curve):
+            ax3.plot(curve[:, 1], curve[:, 2], marker=".", label=f"{r['name']} ({r['parameters'] / 1e6:.2g}M)")
+    ax3.set(xlabel="images seen in training", ylabel="val Spearman R", title="learning curves (pixel v2)")
+    for ax in (ax1, ax2, ax3):
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -233,7 +278,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", default=[], help="SCALE=N: N seeds for that rung (default 1)")
     parser.add_argument("--existing", nargs="*", default=[], help="NAME=RUN: finished runs to add as rows")
     parser.add_argument("--loso", nargs="*", default=[], help="SCALE=STEPS: leave-one-style-out runs of that rung")
+    parser.add_argument("--loso-styles", nargs="*", default=None, help="only these held-out styles (default: all)")
     parser.add_argument("--lr", type=float, default=PixelTrainConfig.lr)
+    parser.add_argument(
+        "--keep-latency",
+        action="store_true",
+        help="reuse the latency of the table's row of the same scale and ladder "
+        "(measured on an idle box) instead of measuring it now, e.g. while other jobs run",
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -263,24 +315,38 @@ def main() -> None:
                 "mean": float(values.mean()),
                 "std": float(values.std(ddof=1)),
             }
+    old = json.loads((args.out_dir / "scaling.json").read_text()) if (args.out_dir / "scaling.json").exists() else {}
+    rungs = [r for r in old.get("rows", []) if "seed" not in r["name"]]
+    idle = {(r.get("scale"), r.get("ladder")): r.get("latency_ms") for r in rungs}
     for name, run in _pairs(args.existing, Path).items():
-        rows.append(row_for(name, args.ladder, run, args.data, args.shifted, {}))
+        scale = json.loads((run / "run.json").read_text())["scale"]
+        latency = idle.get((scale, args.ladder)) if args.keep_latency else None
+        rows.append(row_for(name, args.ladder, run, args.data, args.shifted, {}, latency))
     for scale, steps in _pairs(args.loso, int).items():
-        loso = leave_one_style_out(args.data, args.runs, scale, steps, args.lr)
+        loso = leave_one_style_out(args.data, args.runs, scale, steps, args.lr, args.loso_styles)
         for row in rows:
             if row["name"] == scale:
                 row["loso"] = loso
     path = args.out_dir / "scaling.json"
     result = merge(rows, path)
-    result.setdefault("ladders", {})[args.ladder] = {
-        "data": str(args.data),
-        "shifted": str(args.shifted),
-        "machine": machine() | {"torch": torch.__version__, "torch_threads": torch.get_num_threads()},
-        "command": command(),
-        "load_start": load_start,
-        "load_end": [round(x, 2) for x in os.getloadavg()],
-        "steps_per_rung": args.steps,
-    }
+    ladders = result.setdefault("ladders", {})
+    if not args.scales and args.ladder in ladders:  # rows added to a ladder trained earlier: keep its record
+        ladders[args.ladder].setdefault("additions", []).append(
+            {"command": command(), "load_start": load_start, "load_end": [round(x, 2) for x in os.getloadavg()]}
+        )
+    else:
+        ladders[args.ladder] = {
+            "data": str(args.data),
+            "shifted": str(args.shifted),
+            "machine": machine() | {"torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+            "command": command(),
+            "load_start": load_start,
+            "load_end": [round(x, 2) for x in os.getloadavg()],
+            "steps_per_rung": args.steps,
+        }
+    for r in result["rows"]:  # rows trained before curves were kept: read them from their run while it exists
+        if "val_curve" not in r and r.get("run") and Path(r["run"]).is_dir():
+            r["val_curve"] = val_curve(Path(r["run"]))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     (args.out_dir / "scaling.md").write_text(markdown(result) + "\n")
