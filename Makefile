@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint clean
+.PHONY: run demo test lint clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ run: $(STAMP)  ## the main job: serve rewards from $(REPO), building the default
 demo: $(STAMP)  ## the offline shapes-world demo: dataset -> encoder -> component scorers, scored against gold
 	$(BIN)/rewarddance demo --out runs/demo
 
-test: $(STAMP)  ## the whole test suite
+# The A/B page's test drives Debian's Chromium through its chromedriver: installed here when missing (root, or sudo).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; }
+
+test: $(STAMP) browser  ## the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

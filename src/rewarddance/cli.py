@@ -39,7 +39,12 @@ COMMANDS: dict[str, dict[str | None, str]] = {
     "deploy": {None: "rewarddance_exporter.deploy_cmd"},
     "rollback": {None: "rewarddance_exporter.rollback_cmd"},
     "generate": {None: "rewarddance_trainer.generator.generate_cmd"},
-    "eval": {"oracle": "rewarddance_trainer.oracle.eval_cmd", "reward": "rewarddance_trainer.pixel_reward.eval_cmd"},
+    "eval": {
+        "oracle": "rewarddance_trainer.oracle.eval_cmd",
+        "reward": "rewarddance_trainer.pixel_reward.eval_cmd",
+        "generators": "rewarddance_trainer.evaluation.eval_cmd",
+    },
+    "ab": {"serve": "rewarddance.ab.serve_cmd"},
     "serve": {None: "rewarddance_server.serve_cmd"},
 }
 
