@@ -32,6 +32,7 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "reward": "rewarddance_trainer.reward.train_cmd",
         "pixel-reward": "rewarddance_trainer.pixel_reward.train_cmd",
         "generator": "rewarddance_trainer.generator.train_cmd",
+        "rlhf": "rewarddance_trainer.rlhf.train_cmd",
     },
     "demo": {None: "rewarddance_trainer.demo"},
     "export": {None: "rewarddance_exporter.export_cmd"},

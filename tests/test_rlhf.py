@@ -1,0 +1,122 @@
+"""RLHF on tiny models: the policy learns a reward it can learn, KL starts at 0, resuming repeats the next step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from rewarddance_trainer.generator.pipeline import ShapesDiffusionPipeline, default_scheduler, make_unet
+from rewarddance_trainer.generator.text import load_minilm
+from rewarddance_trainer.rlhf.config import RLHFConfig
+from rewarddance_trainer.rlhf.ddim import log_prob, step_mean, step_params
+from rewarddance_trainer.rlhf.train import group_advantages, read_metrics, train
+
+TRAIN = ["a red circle", "a blue square", "a green star", "a yellow triangle"]
+EVAL = ["a red circle in the center", "a small blue square", "a purple hexagon", "a cyan diamond"]
+
+
+@pytest.fixture(scope="module")
+def text():
+    torch.set_num_threads(1)
+    return load_minilm()
+
+
+def tiny_pipe(text) -> ShapesDiffusionPipeline:
+    torch.manual_seed(0)
+    pipe = ShapesDiffusionPipeline(make_unet(16, 8), default_scheduler(), text[0], text[1])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def redness(images: np.ndarray, prompts: list[str]) -> np.ndarray:
+    x = images.astype(np.float64) / 255
+    return x[..., 0].mean((1, 2)) - 0.5 * (x[..., 1] + x[..., 2]).mean((1, 2))
+
+
+def _cfg(**kw) -> RLHFConfig:
+    base = dict(
+        steps=8,
+        prompts_per_step=2,
+        samples_per_prompt=8,
+        sample_steps=6,
+        eval_every=8,
+        eval_prompts=4,
+        minibatch=16,
+        lr=3e-3,
+        clip_range=0.2,
+        kl_coef=0.0,
+        lora=False,
+        ckpt_every=1,
+    )
+    return RLHFConfig(**(base | kw))
+
+
+def test_ddim_step_matches_the_scheduler(text):
+    """Our Gaussian step is diffusers' DDIM step (same noise -> same x_{t-1}), and its log-prob is the density."""
+    sched = default_scheduler()
+    sched.set_timesteps(4)
+    t = sched.timesteps[1]
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    eps = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    p = step_params(sched, int(t), 4, eta=1.0)
+    noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    ours = step_mean(sched, eps, x, p) + p.sigma * noise
+    theirs = sched.step(eps, t, x, eta=1.0, variance_noise=noise).prev_sample
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    dist = torch.distributions.Normal(step_mean(sched, eps, x, p), p.sigma)
+    torch.testing.assert_close(
+        log_prob(ours, step_mean(sched, eps, x, p), p.sigma), dist.log_prob(ours).mean((1, 2, 3))
+    )
+    last = step_params(sched, int(sched.timesteps[-1]), 4, eta=1.0)
+    assert not last.stochastic  # alpha_prev = 1 at the end: deterministic, no action
+
+
+def test_group_advantages_are_normalised_per_prompt():
+    adv = group_advantages(np.array([1.0, 2.0, 3.0, 10.0, 10.0, 10.0]), 3, clip=5.0).numpy()
+    np.testing.assert_allclose(adv[:3], [-1.2247, 0.0, 1.2247], atol=1e-3)
+    np.testing.assert_allclose(adv[3:], 0.0)  # one value: no signal, not an explosion
+
+
+def test_rl_learns_redness_with_kl_zero_at_start(text, tmp_path):
+    train(tiny_pipe(text), redness, tmp_path / "run", _cfg(), TRAIN, EVAL, progress=False)
+    rows = read_metrics(tmp_path / "run")
+    evals = [r for r in rows if r["kind"] == "eval"]
+    steps = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in evals] == [0, 8]
+    assert evals[0]["kl"] == 0.0 and steps[0]["kl"] == 0.0  # the policy is the base before any update
+    assert evals[1]["kl"] > 0 and steps[-1]["kl"] > 0
+    # held-out prompts, the same seeds: the tuned policy's images are redder than the base's
+    assert evals[1]["proxy"] > evals[0]["proxy"] + 0.02, evals
+    assert np.mean([r["proxy"] for r in steps[-2:]]) > np.mean([r["proxy"] for r in steps[:2]])
+    assert (tmp_path / "run" / "pipeline" / "model_index.json").exists()
+    assert (tmp_path / "run" / "curves.png").exists()
+
+
+def test_lora_policy_starts_at_the_base_and_saves_a_merged_pipeline(text, tmp_path):
+    from rewarddance_trainer.generator.load import generate_images, load_generator
+
+    cfg = _cfg(steps=2, samples_per_prompt=2, lora=True, lr=3e-2, kl_coef=0.01, eval_every=100)
+    train(tiny_pipe(text), redness, tmp_path / "run", cfg, TRAIN, EVAL, progress=False)
+    steps = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
+    assert steps[0]["kl"] == 0.0 and steps[1]["kl"] > 0
+    tuned = load_generator(tmp_path / "run")  # what `rewarddance generate --generator RUN` loads
+    base = tiny_pipe(text)
+    a = generate_images(tuned, EVAL[:2], n=2, steps=4, guidance=1.0, seed=0)
+    b = generate_images(base, EVAL[:2], n=2, steps=4, guidance=1.0, seed=0)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.1
+
+
+def test_resume_repeats_the_next_step(text, tmp_path):
+    cfg = _cfg(steps=2, samples_per_prompt=4, minibatch=4, eval_every=100)  # two updates per step: Adam state
+    train(tiny_pipe(text), redness, tmp_path / "straight", cfg, TRAIN, EVAL, progress=False)
+    first = _cfg(steps=1, samples_per_prompt=4, minibatch=4, eval_every=100)
+    train(tiny_pipe(text), redness, tmp_path / "resumed", first, TRAIN, EVAL, progress=False)
+    train(tiny_pipe(text), redness, tmp_path / "resumed", cfg, TRAIN, EVAL, progress=False)
+    keys = ("proxy", "kl", "loss", "clip_fraction")
+    straight = [{k: r[k] for k in keys} for r in read_metrics(tmp_path / "straight") if r["kind"] == "train"]
+    resumed = [{k: r[k] for k in keys} for r in read_metrics(tmp_path / "resumed") if r["kind"] == "train"]
+    assert len(resumed) == 2
+    assert straight == resumed
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["trainable"]
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["trainable"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,50 @@
+"""Settings of ``rewarddance train rlhf`` (every field is also a flag). Defaults are sized for 2 CPU cores at 32 px."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class RLHFConfig:
+    steps: int = 40  # RL steps (one rollout batch + its PPO update each)
+    prompts_per_step: int = 8  # distinct training prompts per rollout batch
+    samples_per_prompt: int = 4  # samples per prompt (the group its advantages are normalised over)
+    sample_steps: int = 10  # DDIM steps of the sampling chain (each stochastic step is one policy action)
+    eta: float = 1.0  # DDIM eta: 1 gives DDPM-like Gaussian transitions
+    min_sigma: float = 0.05  # steps with less noise than this are taken deterministically and are not actions
+    guidance: float = 1.0  # classifier-free guidance of the policy (1 = conditional branch only, half the cost)
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    clip_range: float = 1e-4  # PPO clip of the importance ratio (per-step ratios stay near 1; DDPO's value)
+    adv_clip: float = 5.0  # normalised advantages are clipped to [-adv_clip, adv_clip]
+    kl_coef: float = 0.01  # weight of the per-step Gaussian KL to the frozen base (DPOK)
+    inner_epochs: int = 1  # PPO passes over each rollout batch
+    minibatch: int = 16  # samples per gradient step of the update
+    lora: bool = True  # LoRA adapters (peft) on the UNet attention; False fine-tunes the whole UNet
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    reward_weights: str = ""  # component weights sent with each request, e.g. "fidelity=1" (default: the model's)
+    reward_model: str = ""  # model name to pin (default: the service's default model)
+    reward_version: int = 0  # version to pin (0: the model's default version)
+    eval_every: int = 10  # held-out evaluation every this many steps (and at the start and end)
+    eval_prompts: int = 200  # first N prompts of the test split, one sample each at a fixed seed
+    ckpt_every: int = 5
+    split: str = "train"  # prompts the policy is trained on
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def weights(self) -> dict[str, float] | None:
+        """``reward_weights`` as a dict ("fidelity=1,style=0.5" -> {...}); None for the model's defaults."""
+        if not self.reward_weights.strip():
+            return None
+        out = {}
+        for item in self.reward_weights.split(","):
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--reward-weights: expected name=value, got {item!r}")
+            out[name.strip()] = float(value)
+        return out
