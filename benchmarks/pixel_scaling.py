@@ -74,28 +74,28 @@ def row_for(
     name: str, ladder: str, run: Path, data: Path, shifted: Path | None, load: dict, latency: dict | None = None
 ) -> dict:
     """``latency`` given (e.g. an idle-box measurement of the same architecture) is kept instead of re-measured."""
-    manifest = json.loads((run / "run.json").read_text())
-    test = evaluate_run(run, data, "test", manifest["train"]["test_prompts"])
+    run_json = json.loads((run / "run.json").read_text())
+    test = evaluate_run(run, data, "test", run_json["train"]["test_prompts"])
     row = {
         "name": name,
         "ladder": ladder,
         "architecture": "pixel (v2)",
-        "scale": manifest["scale"],
-        "parameters": manifest["parameters"],
+        "scale": run_json["scale"],
+        "parameters": run_json["parameters"],
         "in_domain": test["in_domain"],
-        "val": manifest["val_metrics"],
+        "val": run_json["val_metrics"],
         "gold": test["gold"],
         "budget": {
-            "steps_done": manifest["steps_done"],
-            "steps_planned": manifest["train"]["steps"],
-            "selected_step": manifest["selected_step"],
-            "samples_seen": manifest["samples_seen"],
-            "prompts_per_step": manifest["train"]["prompts_per_batch"],
-            "hardware": f"{manifest.get('device', 'cpu')}, {manifest['torch_threads']} torch thread(s)",
+            "steps_done": run_json["steps_done"],
+            "steps_planned": run_json["train"]["steps"],
+            "selected_step": run_json["selected_step"],
+            "samples_seen": run_json["samples_seen"],
+            "prompts_per_step": run_json["train"]["prompts_per_batch"],
+            "hardware": f"{run_json.get('device', 'cpu')}, {run_json['torch_threads']} torch thread(s)",
         },
-        "train_seconds": manifest["wall_seconds"],
-        "seconds_per_step": manifest["seconds_per_step"],
-        "peak_rss_mb": manifest["peak_rss_mb"],
+        "train_seconds": run_json["wall_seconds"],
+        "seconds_per_step": run_json["seconds_per_step"],
+        "peak_rss_mb": run_json["peak_rss_mb"],
         "latency_ms": latency or {"batch_1": latency_ms(run, 1, 50), "batch_32": latency_ms(run, 32, 10)},
         "val_curve": val_curve(run),
         "run": str(run),

@@ -156,33 +156,33 @@ def latency_ms(run: Path, examples: Examples, device: torch.device) -> dict[str,
 
 def scale_row(args: argparse.Namespace, scale: str, examples: Examples, table: Table, device: torch.device) -> dict:
     run = args.runs / scale
-    manifest = json.loads((run / "run.json").read_text())
+    run_json = json.loads((run / "run.json").read_text())
     model = load_model(run).to(device)
     rows = examples.split.eval_rows
     components, reward = evaluate.predict(model, examples, rows, device)
     row = {
         "name": scale,
-        "parameters": manifest["parameters"],
-        "in_domain": manifest["metrics"],
-        "val": manifest["val_metrics"],
+        "parameters": run_json["parameters"],
+        "in_domain": run_json["metrics"],
+        "val": run_json["val_metrics"],
         "gold": evaluate.gold_spearman(args.data, table.images.image_id.iloc[rows], components, reward),
         "budget": {
-            "steps_done": manifest["steps_done"],
-            "steps_planned": manifest["train"]["steps"],
-            "stopped_by_time_limit": manifest["stopped_by_time_limit"],
-            "selected_step": manifest["selected_step"],
-            "samples_seen": manifest["samples_seen"],
-            "hardware": hardware(args, manifest),
+            "steps_done": run_json["steps_done"],
+            "steps_planned": run_json["train"]["steps"],
+            "stopped_by_time_limit": run_json["stopped_by_time_limit"],
+            "selected_step": run_json["selected_step"],
+            "samples_seen": run_json["samples_seen"],
+            "hardware": hardware(args, run_json),
         },
-        "train_seconds": manifest["wall_seconds"],
-        "seconds_per_step": manifest["seconds_per_step"],
-        "peak_rss_mb": manifest["peak_rss_mb"],
-        "max_cuda_memory_mb": manifest.get("max_cuda_memory_mb"),
+        "train_seconds": run_json["wall_seconds"],
+        "seconds_per_step": run_json["seconds_per_step"],
+        "peak_rss_mb": run_json["peak_rss_mb"],
+        "max_cuda_memory_mb": run_json.get("max_cuda_memory_mb"),
         "latency_ms": latency_ms(run, examples, device),
     }
     if seeds(args, scale):
         row["seeds"] = _seed_summary(
-            {0: manifest}
+            {0: run_json}
             | {k: json.loads((seed_run(args, scale, k) / "run.json").read_text()) for k in seeds(args, scale)}
         )
     loso = args.runs / f"{scale}-loso"
@@ -193,14 +193,14 @@ def scale_row(args: argparse.Namespace, scale: str, examples: Examples, table: T
     return row
 
 
-def hardware(args: argparse.Namespace, manifest: dict) -> str:
-    device = manifest["device"]
+def hardware(args: argparse.Namespace, run_json: dict) -> str:
+    device = run_json["device"]
     if device.startswith("cuda") and torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)
     if args.parallel > 1:
         threads = threads_per_run(args)
-        return f"{device} x{manifest['world_size']}, {args.parallel} runs at a time, {threads} CPU thread(s) each"
-    return f"{device} x{manifest['world_size']}, {torch.get_num_threads()} threads"
+        return f"{device} x{run_json['world_size']}, {args.parallel} runs at a time, {threads} CPU thread(s) each"
+    return f"{device} x{run_json['world_size']}, {torch.get_num_threads()} threads"
 
 
 def threads_per_run(args: argparse.Namespace) -> int:

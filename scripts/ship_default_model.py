@@ -48,13 +48,13 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the command line that trained the run (for the README)")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL)
     args = parser.parse_args()
-    manifest = json.loads((args.run / "run.json").read_text())
-    data = Path(manifest["data"]["path"])
+    run_json = json.loads((args.run / "run.json").read_text())
+    data = Path(run_json["data"]["path"])
     if args.out.exists():
         shutil.rmtree(args.out)
     (args.out / "samples").mkdir(parents=True)
     shutil.copy(args.run / WEIGHTS_FILE, args.out / WEIGHTS_FILE)
-    (args.out / "run.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (args.out / "run.json").write_text(json.dumps(run_json, indent=2) + "\n")
 
     picked = pick_samples(data, SAMPLES)
     model, states = load_model(args.run), PromptStates()
@@ -70,20 +70,20 @@ def main() -> None:
         samples.append({"image": name, "prompt": row.text, "image_id": row.image_id, "scores": scores})
     (args.out / "samples" / "samples.json").write_text(json.dumps({"samples": samples}, indent=2) + "\n")
 
-    m = manifest["metrics"]
+    m = run_json["metrics"]
     size = (args.out / WEIGHTS_FILE).stat().st_size / 2**20
     lines = [
         "# The default reward model",
         "",
-        f"`reward_{manifest['scale']}`: the pixel reward model (v2), {manifest['parameters']:,} parameters "
+        f"`reward_{run_json['scale']}`: the pixel reward model (v2), {run_json['parameters']:,} parameters "
         f"({size:.1f} MiB float32), trained on CPU. `rewarddance bootstrap` (and so `make run`) exports it into",
         "the model repository; `rewarddance bootstrap --from-scratch` reruns the recipe below.",
         "",
         "Made by:",
         "",
         "```bash",
-        f"rewarddance data synth --prompts {manifest['data']['counts']['prompts']} --images-per-prompt "
-        f"{manifest['data']['counts']['images'] // manifest['data']['counts']['prompts']} --raters-per-image 4 "
+        f"rewarddance data synth --prompts {run_json['data']['counts']['prompts']} --images-per-prompt "
+        f"{run_json['data']['counts']['images'] // run_json['data']['counts']['prompts']} --raters-per-image 4 "
         f"--seed 0 --out {data}",
         f"rewarddance data prompt-states {data}",
         args.command,
@@ -93,8 +93,8 @@ def main() -> None:
         f"Held-out test split ({m['n_eval_images']:,} images): Spearman R {m['spearman_reward']:.3f}, fidelity "
         f"{m['spearman_fidelity']:.3f}, style {m['spearman_style']:.3f}, composition {m['spearman_composition']:.3f}, "
         f"novelty {m['spearman_novelty']:.3f}, pair accuracy {m['pair_accuracy']:.3f}; selected step "
-        f"{manifest['selected_step']} of {manifest['steps_done']}, {manifest['wall_seconds'] / 60:.0f} min on "
-        f"{manifest['torch_threads']} CPU thread(s). Full numbers: run.json; the scaling table: "
+        f"{run_json['selected_step']} of {run_json['steps_done']}, {run_json['wall_seconds'] / 60:.0f} min on "
+        f"{run_json['torch_threads']} CPU thread(s). Full numbers: run.json; the scaling table: "
         "benchmarks/results/scaling.md.",
         "",
         f"`samples/`: {SAMPLES} held-out images with their prompts and the scores recorded from the torch model "

@@ -52,7 +52,7 @@ def test_exported_model_scores_the_recorded_samples(pipeline: RewardPipeline):
     assert np.abs(scores.components - recorded).max() < 1e-4
     assert np.abs(scores.reward - np.array([s["scores"]["reward"] for s in SAMPLES])).max() < 1e-4
     run = json.loads((DEFAULT_MODEL / "run.json").read_text())
-    assert pipeline.manifest["metrics"]["spearman_reward"] == pytest.approx(run["metrics"]["spearman_reward"])
+    assert pipeline.manifest.metrics["spearman_reward"] == pytest.approx(run["metrics"]["spearman_reward"])
 
 
 def test_an_image_scores_higher_fidelity_for_its_own_prompt(pipeline: RewardPipeline):

@@ -40,7 +40,7 @@ from test_gateway import ServerProcess, wait_ready
 
 from rewarddance.cli import main as cli
 from rewarddance.components.base import COMPONENTS
-from rewarddance.scoring.repository import MANIFEST, PIN_FILE, ModelRepository, RepositoryError
+from rewarddance.repository import MANIFEST, PIN_FILE, ModelRepository, RepositoryError, promote
 
 MODEL = "reward_tiny"
 ADMIN_KEY = "sk-deploy-admin"
@@ -205,7 +205,7 @@ def test_deploy_switches_a_gateway_under_load_refuses_worse_and_rolls_back(
         # the better run passed the gate, was published as v2 and every gateway reported it
         assert result.published and (result.candidate, result.serving) == (2, 1)
         assert result.gateways[0]["version"] == 2 and result.gateways[0]["previous"] == 1
-        gate = json.loads((repo / MODEL / "2" / MANIFEST).read_text())["gate"]
+        gate = ModelRepository(repo).get(MODEL, 2).manifest.gate
         assert gate["passed"] and gate["serving"] == {"name": MODEL, "version": 1}
         assert [Path(d["data"]).name for d in gate["datasets"]] == ["standard", "shifted"]
         assert [d["split"] for d in gate["datasets"]] == ["test", "all"]
@@ -271,7 +271,7 @@ def test_interrupted_publish_leaves_the_old_version_served(first_repo: Path, tmp
     original = ModelRepository.pin
     monkeypatch.setattr(ModelRepository, "pin", pin_then_die)
     with pytest.raises(KeyboardInterrupt):
-        deploying.publish(ModelRepository(staged), ModelRepository(repo), MODEL, 2, serving=1)
+        promote(ModelRepository(staged), ModelRepository(repo), MODEL, 2, serving=1)
     assert pins == [1]
     assert ModelRepository(repo).versions(MODEL) == [1, 2]
     assert ModelRepository(repo).default_version(MODEL) == 1

@@ -22,13 +22,13 @@ from rewarddance_trainer.reward.model import load_model
 
 from rewarddance.components.bundle import ComponentSet
 from rewarddance.preprocess import load_pixels
+from rewarddance.repository import EncoderRef, ModelRepository, RewardManifest
 from rewarddance.scoring.pipeline import RewardPipeline
-from rewarddance.scoring.repository import ModelRepository
 from rewarddance.scoring.tokenizer import PromptTokenizer
 
 
 @pytest.fixture
-def exported(tiny_repository) -> tuple[Path, dict]:
+def exported(tiny_repository) -> tuple[Path, RewardManifest]:
     return tiny_repository, ModelRepository(tiny_repository).get("reward_tiny", 1).manifest
 
 
@@ -61,21 +61,19 @@ def test_repository_layout_and_manifest(exported):
     ):
         assert expected in tree
     assert not [p for p in repo.rglob(".staging-*")]
-    assert manifest["version"] == 1 and manifest["kind"] == "reward" and manifest["scale"] == "tiny"
-    assert manifest["components"] == ["fidelity", "style", "composition", "novelty"]
-    assert sum(manifest["default_weights"].values()) == pytest.approx(1.0)
-    assert manifest["encoders"] == {
-        "image": {"name": "image_encoder", "version": 1},
-        "text": {"name": "text_encoder", "version": 1},
-    }
-    assert set(manifest["export"]["max_abs_diff"]) == {"random", "real"}
-    assert max(manifest["export"]["max_abs_diff"].values()) <= 1e-4
-    assert manifest["export"]["end_to_end_max_abs_diff"] <= 1e-4
-    assert manifest["preprocessing"]["image_size"] == 32 and manifest["preprocessing"]["context_length"] == 32
-    assert manifest["training"]["data"]["table_sha256"]
-    assert "spearman_reward" in manifest["metrics"]
-    int8 = manifest["variants"]["int8"]
-    assert int8["eval_images"] > 0 and abs(int8["spearman_reward_change"]) < 0.2 and int8["latency_ms_b32"] > 0
+    assert manifest.version == 1 and manifest.kind == "reward" and manifest.scale == "tiny" and not manifest.pixel
+    assert manifest.components == ("fidelity", "style", "composition", "novelty")
+    assert sum(manifest.default_weights.values()) == pytest.approx(1.0)
+    assert manifest.encoders == {"image": EncoderRef("image_encoder", 1), "text": EncoderRef("text_encoder", 1)}
+    assert set(manifest.export.max_abs_diff) == {"random", "real"}
+    assert max(manifest.export.max_abs_diff.values()) <= 1e-4
+    assert manifest.export.end_to_end_max_abs_diff <= 1e-4
+    assert manifest.image.image_size == 32 and manifest.image.resize == "crop" and manifest.text.context_length == 32
+    assert manifest.training["data"]["table_sha256"]
+    assert "spearman_reward" in manifest.metrics
+    int8 = manifest.variants["int8"]
+    assert int8.file == "model.int8.onnx" and int8.measured["eval_images"] > 0
+    assert abs(int8.measured["spearman_reward_change"]) < 0.2 and int8.measured["latency_ms_b32"] > 0
     config = (repo / "reward_tiny" / "config.pbtxt").read_text()
     for needle in ("max_batch_size: 64", "dynamic_batching", "max_queue_size: 256", "instance_group", "model_warmup"):
         assert needle in config
@@ -130,7 +128,7 @@ def test_new_export_is_a_new_version_and_reuses_identical_encoders(exported, rew
     shutil.copytree(exported[0], repo)
     second = export_run(reward_run, repo, ExportOptions(flavour="python"), log=lambda _: None)
     models = ModelRepository(repo)
-    assert second["version"] == 2 and models.versions("reward_tiny") == [1, 2]
+    assert second.version == 2 and models.versions("reward_tiny") == [1, 2]
     assert models.versions("image_encoder") == [1] and models.versions("text_encoder") == [1]
     with pytest.raises(ExportError, match="never overwritten"):
         export_run(reward_run, repo, ExportOptions(version=1), log=lambda _: None)

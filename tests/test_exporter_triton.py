@@ -20,9 +20,9 @@ from rewarddance_server.triton_backend import TritonBackend, TritonUnavailable
 from safetensors.torch import load_file, save_file
 
 from rewarddance.preprocess import load_pixels
+from rewarddance.repository import ModelRepository
 from rewarddance.scoring.backend import OnnxRuntimeBackend
 from rewarddance.scoring.pipeline import RewardPipeline
-from rewarddance.scoring.repository import ModelRepository
 
 MODELS = ["image_encoder", "text_encoder", "reward_tiny"]
 
@@ -105,7 +105,7 @@ def test_version_1_answers_until_version_2_is_ready(repo, tiny, tiny_reward_run,
     manifest = export_run(
         _perturbed_run(tiny_reward_run, tmp_path / "run-v2"), repo, ExportOptions(flavour="python"), log=lambda _: None
     )
-    assert manifest["version"] == 2
+    assert manifest.version == 2
 
     answers, failures, stop = [], [], threading.Event()
 

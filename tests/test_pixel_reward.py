@@ -135,10 +135,10 @@ def test_pairs_are_found_inside_a_batch(pixel_data: Path):
 def test_training_learns_and_records_a_complete_run(pixel_run: Path):
     records = [json.loads(x) for x in (pixel_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, TINY.steps + 1))
-    manifest = json.loads((pixel_run / "run.json").read_text())
-    assert manifest["kind"] == "pixel_reward" and manifest["steps_done"] == TINY.steps
-    assert manifest["selected_step"] in (4, 8)
-    assert np.isfinite(manifest["metrics"]["spearman_reward"])
+    run_json = json.loads((pixel_run / "run.json").read_text())
+    assert run_json["kind"] == "pixel_reward" and run_json["steps_done"] == TINY.steps
+    assert run_json["selected_step"] in (4, 8)
+    assert np.isfinite(run_json["metrics"]["spearman_reward"])
     assert (pixel_run / "curves.png").stat().st_size > 0
     assert all(np.isfinite(r["swap"]) for r in records)
     first, last = np.mean([r["mse"] for r in records[:2]]), np.mean([r["mse"] for r in records[-2:]])
@@ -175,7 +175,7 @@ def test_export_scores_the_same_through_the_serving_pipeline(pixel_run: Path, tm
 
     repo = tmp_path / "repo"
     manifest = export_pixel_run(pixel_run, repo, log=lambda _: None)
-    assert manifest["architecture"] == "pixel" and manifest["export"]["end_to_end_max_abs_diff"] <= 1e-4
+    assert manifest.pixel and manifest.export.end_to_end_max_abs_diff <= 1e-4
     assert sorted(p.name for p in repo.iterdir()) == ["prompt_encoder", "reward_tiny"]
     pipeline = RewardPipeline(repo, "reward_tiny").load()
     pixels, texts = real_samples(json.loads((pixel_run / "run.json").read_text()), 64)

@@ -132,12 +132,12 @@ def test_mse_loss_on_known_targets_skips_unrated_entries():
 
 def test_training_improves_held_out_spearman_over_the_untrained_model(tiny, tmp_path):
     cfg = replace(TINY, steps=150, warmup=15, eval_every=50, ckpt_every=150)
-    manifest = _train(tiny, tmp_path / "run", cfg)
+    run_json = _train(tiny, tmp_path / "run", cfg)
     table, examples = _examples(tiny)
     torch.manual_seed(cfg.seed)
     untrained = RewardModel(train_mod.model_config(cfg, table.cache))
     before = evaluate.validate(untrained, examples, torch.device("cpu"))
-    after = manifest["metrics"]
+    after = run_json["metrics"]
     assert after["spearman_reward"] > before["spearman_reward"] + 0.15, (before, after)
     assert after["pair_accuracy"] > 0.6
     loaded = load_model(tmp_path / "run")
@@ -145,9 +145,9 @@ def test_training_improves_held_out_spearman_over_the_untrained_model(tiny, tmp_
     run = tmp_path / "run"
     for name in ("curves.png", "calibration.png", "metrics.csv", WEIGHTS_FILE):
         assert (run / name).stat().st_size > 0, name
-    assert manifest["data"]["table_sha256"] == json.loads((tiny["data"] / "card.json").read_text())["table_sha256"]
-    assert manifest["parameters"] == sum(t.numel() for k, t in load_file(run / WEIGHTS_FILE).items() if k != "weights")
-    assert manifest["peak_rss_mb"] > 0 and manifest["code_version"]["commit"]
+    assert run_json["data"]["table_sha256"] == json.loads((tiny["data"] / "card.json").read_text())["table_sha256"]
+    assert run_json["parameters"] == sum(t.numel() for k, t in load_file(run / WEIGHTS_FILE).items() if k != "weights")
+    assert run_json["peak_rss_mb"] > 0 and run_json["code_version"]["commit"]
     assert len(pd.read_csv(run / "metrics.csv")) == 150
 
 
@@ -174,19 +174,19 @@ def test_splits_keep_train_val_and_test_disjoint_and_grouped_by_prompt(tiny):
 
 def test_selected_weights_reproduce_the_best_logged_val_metric(tiny, tmp_path):
     cfg = replace(TINY, steps=60, warmup=5, lr=3e-3, eval_every=5, ckpt_every=60)
-    manifest = _train(tiny, tmp_path / "run", cfg)
+    run_json = _train(tiny, tmp_path / "run", cfg)
     evals = [r for r in _log(tmp_path / "run") if "val_spearman_reward" in r]
     assert [r["step"] for r in evals] == list(range(5, 61, 5))
     best = max(evals, key=lambda r: (r["val_spearman_reward"], -r["step"]))  # ties -> the earlier step
-    assert manifest["selected_step"] == best["step"]
-    assert manifest["val_metrics"]["spearman_reward"] == best["val_spearman_reward"]
+    assert run_json["selected_step"] == best["step"]
+    assert run_json["val_metrics"]["spearman_reward"] == best["val_spearman_reward"]
     _, examples = _examples(tiny)
     model = load_model(tmp_path / "run")
     device = torch.device("cpu")
-    assert evaluate.validate(model, examples, device, "val") == manifest["val_metrics"]
+    assert evaluate.validate(model, examples, device, "val") == run_json["val_metrics"]
     test = evaluate.validate(model, examples, device, "test")
-    assert test == manifest["metrics"] and test["n_eval_images"] == len(examples.split.eval_rows)
-    assert manifest["split"]["val_images"] == len(examples.split.val_rows) > 0
+    assert test == run_json["metrics"] and test["n_eval_images"] == len(examples.split.eval_rows)
+    assert run_json["split"]["val_images"] == len(examples.split.val_rows) > 0
 
 
 def _scripted_val(monkeypatch, values: dict[int, float]) -> None:
@@ -247,17 +247,17 @@ def test_selection_keeps_an_earlier_step_across_a_resume_and_an_early_stop(tiny,
 
 
 def test_run_saves_the_component_scorers_behind_its_val_and_test_signals(tiny, tmp_path):
-    manifest = _train(tiny, tmp_path / "run", replace(TINY, steps=2))
+    run_json = _train(tiny, tmp_path / "run", replace(TINY, steps=2))
     table, examples = _examples(tiny)
-    assert manifest["components_dir"] == "components"
-    assert manifest["encoder"] == json.loads((tiny["cache"] / "meta.json").read_text())["identity"]["encoder"]
-    saved = ComponentSet.load(tmp_path / "run" / manifest["components_dir"])
+    assert run_json["components_dir"] == "components"
+    assert run_json["encoder"] == json.loads((tiny["cache"] / "meta.json").read_text())["identity"]["encoder"]
+    saved = ComponentSet.load(tmp_path / "run" / run_json["components_dir"])
     for rows in (examples.split.val_rows, examples.split.eval_rows):
         assert np.array_equal(component_signals(saved, table, rows), examples.signals[rows])
     train_rows = examples.split.train_rows  # cross-fitted: not what the saved (all-rows) scorers give
     assert not np.array_equal(component_signals(saved, table, train_rows), examples.signals[train_rows])
     card = json.loads((tmp_path / "run" / "components" / "components.json").read_text())
-    assert card["fit_rows"] == len(train_rows) and card["encoder"] == manifest["encoder"]
+    assert card["fit_rows"] == len(train_rows) and card["encoder"] == run_json["encoder"]
 
 
 def test_resumed_run_continues_the_same_curve(tiny, tmp_path, monkeypatch):

@@ -15,28 +15,25 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import triton_harness
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from onnx import TensorProto, helper
+from triton_harness import ProvisionError, TritonServerError, provision, write_version
+from triton_harness.server import _pid_alive, group_pids
 from tritonclient.utils import InferenceServerException
 
-import rewarddance.triton
-from rewarddance.triton import (
-    PYTHON_MODEL_FILE,
+from rewarddance.repository.pbtxt import (
     DynamicBatching,
     InstanceGroup,
     ModelConfig,
-    ProvisionError,
     TensorSpec,
-    TritonServerError,
     VersionPolicy,
     Warmup,
-    provision,
     render_config,
     write_config,
-    write_version,
 )
-from rewarddance.triton.server import _pid_alive, group_pids
+from rewarddance.repository.triton import PYTHON_MODEL_FILE
 
 # ---------------------------------------------------------------------------------------------------- the model
 # y = x * a + 1 (FP32, [N, 4]); y_masked = where(mask, y, 0); not_mask = !mask (BOOL);
@@ -292,9 +289,9 @@ def test_provision_is_idempotent(triton_install) -> None:
     assert str(again.libdir) in ld and str(again.site_packages / "nvidia_pytriton.libs") in ld
 
     # stdlib only: the Triton venv's own interpreter (numpy<2, no rewarddance installed) can use these modules
-    src = Path(rewarddance.triton.__file__).parents[2]
+    tests = Path(triton_harness.__file__).parents[1]
     code = (
-        f"import sys; sys.path.insert(0, {str(src)!r}); import rewarddance.triton as t; "
+        f"import sys; sys.path.insert(0, {str(tests)!r}); import triton_harness as t; "
         f"print(t.provision({str(again.venv)!r}).tritonserver); "
         "assert not {'numpy', 'onnxruntime', 'torch'} & set(sys.modules), sorted(sys.modules)"
     )

@@ -2,7 +2,7 @@
 
 Registered from tests/conftest.py with ``pytest_plugins = ["triton_fixtures"]``.
 
-- ``triton_install`` (session): ``rewarddance.triton.provision()``; about a minute the first time (pip), instant
+- ``triton_install`` (session): ``triton_harness.provision()``; about a minute the first time (pip), instant
   afterwards. Provisioning needs the package registry once; without it the fixture FAILS (never skips).
 - ``triton_server`` (function): a factory ``triton_server(repository, **kw) -> TritonServer`` that starts a server
   (kwargs as ``TritonServer``, plus ``ready_timeout`` and ``wait=False`` to skip waiting) and stops every server it
@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from rewarddance.triton import ProvisionError, TritonInstall, TritonServer, provision
+from triton_harness import ProvisionError, TritonInstall, TritonServer, provision
 
 
 @pytest.fixture(scope="session")

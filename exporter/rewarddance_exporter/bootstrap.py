@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rewarddance.scoring.repository import ModelRepository
+from rewarddance.repository import ModelRepository
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 
@@ -104,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         source = DEFAULT_MODEL
     manifest = export_pixel_run(source, args.repo, ExportOptions(flavour=args.flavour, seed=args.seed))
-    metrics = manifest.get("metrics", {})
+    metrics = manifest.metrics
     print(
-        f"{manifest['name']} v{manifest['version']} in {args.repo} ({time.perf_counter() - started:.0f} s): held-out "
+        f"{manifest.name} v{manifest.version} in {args.repo} ({time.perf_counter() - started:.0f} s): held-out "
         f"Spearman R {metrics.get('spearman_reward', float('nan')):.3f}, "
         f"pair accuracy {metrics.get('pair_accuracy', float('nan')):.3f}"
     )

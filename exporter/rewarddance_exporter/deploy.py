@@ -34,8 +34,9 @@ import numpy as np
 from rewarddance.components.base import COMPONENTS
 from rewarddance.components.composite import DEFAULT_WEIGHTS
 from rewarddance.preprocess import load_pixels
+from rewarddance.repository import MANIFEST, ModelRepository, mirror, promote
+from rewarddance.repository import manifest as manifests
 from rewarddance.scoring.pipeline import RewardPipeline
-from rewarddance.scoring.repository import CONFIG, MANIFEST, ModelRepository
 
 from . import gateways
 
@@ -171,74 +172,13 @@ def gate_table(gate: dict) -> str:
     return "\n".join(lines) + f"\ngate (tolerance {gate['tolerance']:g}): {verdict}"
 
 
-# -- staging and publishing -----------------------------------------------------------------------------------------
+# -- staging and publishing (the steps themselves: rewarddance.repository.mirror and promote) ------------------------
 def model_name(run: Path) -> str:
     """The repository model a run exports to (both exporters name it ``reward_<scale>``)."""
     path = Path(run) / "run.json"
     if not path.exists():
         raise DeployError(f"{run} is not a finished reward run (no run.json)")
     return f"reward_{json.loads(path.read_text())['scale']}"
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def mirror(repo: ModelRepository, staging: Path, skip: str) -> None:
-    """The repository's other models in ``staging``, so the export reuses (and numbers) encoders as it would in
-    place. Version folders are hard links (never rewritten); model-level files (config.pbtxt) are copies, because
-    an export rewrites them in place."""
-    for model in sorted(p for p in repo.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if model.name == skip:
-            continue
-        (staging / model.name).mkdir(parents=True)
-        for entry in model.iterdir():
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir() and entry.name.isdigit():
-                shutil.copytree(entry, staging / model.name / entry.name, copy_function=_link_or_copy)
-            elif entry.is_file():
-                shutil.copy2(entry, staging / model.name / entry.name)
-
-
-def _replace_file(src: Path, dst: Path) -> None:
-    """``dst`` becomes a copy of ``src`` in one rename (a reader sees the old file or the new one)."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def _write_manifest(version_dir: Path, manifest: dict) -> None:
-    tmp = version_dir / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, version_dir / MANIFEST)
-
-
-def _move_in(staged: ModelRepository, repo: ModelRepository, name: str, versions: list[int]) -> None:
-    """Finished version folders of ``name`` renamed into the repository, after its config.pbtxt."""
-    (repo.root / name).mkdir(exist_ok=True)
-    if (staged.root / name / CONFIG).exists():
-        _replace_file(staged.root / name / CONFIG, repo.root / name / CONFIG)
-    for v in versions:
-        target = repo.root / name / str(v)
-        if target.exists():
-            raise DeployError(f"{target} appeared during the deploy (another export?); nothing of {name} published")
-        os.rename(staged.root / name / str(v), target)
-
-
-def publish(staged: ModelRepository, repo: ModelRepository, name: str, version: int, serving: int | None) -> None:
-    """Steps 1-3 of the module docstring: dependencies first, the candidate's folder, then the pin."""
-    if serving is not None and repo.pinned(name) != serving:
-        repo.pin(name, serving)
-    for other in sorted(p.name for p in staged.root.iterdir() if p.is_dir() and p.name != name):
-        new = sorted(set(staged.versions(other)) - set(repo.versions(other)))
-        if new:
-            _move_in(staged, repo, other, new)
-    _move_in(staged, repo, name, [version])
-    repo.pin(name, version)
 
 
 def deploy(
@@ -283,9 +223,9 @@ def deploy(
         result = DeployResult(name, version, serving, gate)
         if not gate["passed"]:
             return result
-        version_dir = staging / name / str(version)
-        _write_manifest(version_dir, json.loads((version_dir / MANIFEST).read_text()) | {"gate": gate})
-        publish(staged, repo, name, version, serving)
+        path = staging / name / str(version) / MANIFEST
+        manifests.write(replace(manifests.load(path), gate=gate), path)
+        promote(staged, repo, name, version, serving)
         result.published = True
         log(f"published {name} v{version} as the default version of {repo.root}")
     finally:

@@ -48,6 +48,8 @@ def _run_data(run: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rewarddance.repository import PublishError
+
     from .deploy import DeployError, deploy
     from .export import ExportError
     from .gateways import GatewayError, admin_key
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         key = admin_key(args.admin_key_file)
         result = deploy(args.run, args.repo, eval_data, args.gateway, key, config)
-    except (DeployError, ExportError, ParityError) as exc:
+    except (DeployError, ExportError, ParityError, PublishError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except GatewayError as exc:

@@ -17,7 +17,8 @@ import datetime as dt
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,25 @@ from rewarddance.components.base import COMPONENTS, FeatureBatch
 from rewarddance.components.bundle import ComponentSet
 from rewarddance.components.composition import composition_features
 from rewarddance.preprocess import load_pixels
+from rewarddance.repository import (
+    FEATURE_ARCHITECTURE,
+    FLAVOURS,
+    MODEL_FILE,
+    EncoderManifest,
+    EncoderRef,
+    ExportRecord,
+    ImagePreprocessing,
+    ModelRepository,
+    ModelVersion,
+    RewardManifest,
+    TextPreprocessing,
+    TritonOptions,
+    publish,
+    staged,
+)
 from rewarddance.scoring.pipeline import RewardPipeline
-from rewarddance.scoring.repository import FORMAT, MANIFEST, MODEL_FILE, ModelRepository, ModelVersion
 
-from . import onnx_io, precision, triton_config
-from .export_cmd import FLAVOURS
+from . import onnx_io, precision
 from .graphs import GraphSpec, image_graph, reward_graph, text_graph
 
 TOLERANCE = 1e-4
@@ -52,16 +67,12 @@ class ExportError(RuntimeError):
 
 
 @dataclass
-class ExportOptions:
+class ExportOptions(TritonOptions):
+    """What to export and how it is checked; the Triton serving options (flavour, batching, ...) are inherited."""
+
     version: int | str = "auto"
-    flavour: str = "onnxruntime"
     precisions: tuple[str, ...] = ()
     exporter: str = "torchscript"
-    max_batch_size: int = 64
-    queue_delay_us: int = 2000
-    max_queue_size: int = 256
-    instances: int = 1
-    intra_op_threads: int = 0
     tolerance: float = TOLERANCE
     eval_images: int = 1000
     seed: int = 0
@@ -83,11 +94,19 @@ def check_flavour(flavour: str) -> None:
             )
 
 
+def check_version_free(repo: ModelRepository, name: str, version: int | str) -> None:
+    """Fail before any work when an explicit version number is taken (``publish`` checks again at the end)."""
+    if version != "auto" and (repo.root / name / str(version)).exists():
+        raise ExportError(
+            f"{repo.root / name / str(version)} exists; versions are never overwritten (use --version auto)"
+        )
+
+
 # -- the run --------------------------------------------------------------------------------------------------------
 @dataclass
 class Run:
     path: Path
-    manifest: dict
+    record: dict  # the trainer's run.json
     encoder_run: Path
     components: Path
 
@@ -98,27 +117,27 @@ class Run:
             raise ExportError(
                 f"{path} is not a finished reward run (no {RUN_MANIFEST}): run `rewarddance train reward`"
             )
-        manifest = json.loads((path / RUN_MANIFEST).read_text())
-        encoder = manifest.get("encoder")
+        record = json.loads((path / RUN_MANIFEST).read_text())
+        encoder = record.get("encoder")
         if encoder is None:  # runs from before run.json recorded it: the feature cache knows
-            meta = Path(manifest["features"]) / "meta.json"
+            meta = Path(record["features"]) / "meta.json"
             encoder = json.loads(meta.read_text())["identity"]["encoder"] if meta.exists() else None
         if encoder is None or not (Path(encoder) / ENCODER_WEIGHTS).exists():
             raise ExportError(f"the encoder run of {path} ({encoder}) is missing; it is needed to export the encoders")
-        components = path / manifest.get("components_dir", COMPONENTS_DIR)
+        components = path / record.get("components_dir", COMPONENTS_DIR)
         if not (components / "components.json").exists():
             raise ExportError(
                 f"{path} has no fitted component scorers in {components}; retrain it with this version of the trainer"
             )
-        return cls(path, manifest, Path(encoder), components)
+        return cls(path, record, Path(encoder), components)
 
     @property
     def scale(self) -> str:
-        return self.manifest["scale"]
+        return self.record["scale"]
 
     @property
     def data(self) -> Path | None:
-        path = self.manifest.get("data", {}).get("path")
+        path = self.record.get("data", {}).get("path")
         return Path(path) if path and (Path(path) / "images.parquet").exists() else None
 
 
@@ -171,47 +190,43 @@ def export_graph(spec: GraphSpec, staging: Path, cases: dict[str, dict[str, np.n
     return {"max_abs_diff": diffs, "tolerance": opts.tolerance, "exporter": opts.exporter, "opset": onnx_io.OPSET}
 
 
-def _stage(repo: Path, name: str) -> Path:
-    staging = repo / name / f".staging-{int(time.time() * 1000)}"
-    staging.mkdir(parents=True)
-    return staging
-
-
-def _publish(staging: Path, repo: ModelRepository, name: str, version: int | str) -> int:
-    number = repo.next_version(name) if version == "auto" else int(version)
-    target = repo.root / name / str(number)
-    if target.exists():
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ExportError(f"{target} exists; versions are never overwritten (use --version auto)")
-    manifest = json.loads((staging / MANIFEST).read_text())
-    manifest["version"] = number
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    staging.rename(target)
-    return number
-
-
-def _base_manifest(kind: str, name: str, spec: GraphSpec, parity: dict) -> dict:
+def graph_fields(name: str, spec: GraphSpec, parity: dict) -> dict:
+    """The manifest fields every exported graph has: its name, I/O, size and how it was exported."""
     return {
-        "format": FORMAT,
-        "kind": kind,
         "name": name,
-        "inputs": [t.describe() for t in spec.inputs],
-        "outputs": [t.describe() for t in spec.outputs],
+        "inputs": spec.inputs,
+        "outputs": spec.outputs,
         "parameters": parameter_count(spec.module),
-        "export": {
-            **parity,
-            "torch": torch.__version__,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
+        "export": ExportRecord(
+            **parity, torch=torch.__version__, created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        ),
     }
 
 
-# -- encoders -------------------------------------------------------------------------------------------------------
-def _find_encoder(repo: ModelRepository, name: str, sha: str) -> int | None:
-    for version in repo.versions(name):
-        if repo.get(name, version).manifest.get("encoder_sha256") == sha:
-            return version
-    return None
+def training_record(run_dir: Path, run_json: dict) -> dict:
+    """What the reward manifest keeps of the trainer's run.json (its ``training`` field)."""
+    keep = ("data", "model", "train", "steps_done", "selected_step", "code_version")
+    return {"run": str(run_dir), **{k: run_json.get(k) for k in keep}}
+
+
+def weights_of(model) -> dict[str, float]:
+    return {c: float(w) for c, w in zip(COMPONENTS, model.weights.tolist(), strict=True)}
+
+
+def end_to_end_check(
+    repo: ModelRepository, real: tuple[np.ndarray, list[str]], reference: np.ndarray, log
+) -> Callable[[ModelVersion], float]:
+    """``publish``'s verification: the staged version scored by the serving pipeline, max |diff| from the
+    training path's (n, 5) components and R on the same real images."""
+
+    def check(staged_version: ModelVersion) -> float:
+        served = RewardPipeline(repo, staged_version.name, model=staged_version).score(*real)
+        ours = np.concatenate([served.components, served.reward[:, None]], axis=1)
+        diff = float(np.abs(ours - reference).max())
+        log(f"{staged_version.name}: serving pipeline vs training path on real images, max |diff| {diff:.2e}")
+        return diff
+
+    return check
 
 
 def export_encoders(
@@ -222,7 +237,7 @@ def export_encoders(
     rng = np.random.default_rng(opts.seed)
     out = {}
     for kind, name, build in (("image", "image_encoder", image_graph), ("text", "text_encoder", text_graph)):
-        existing = _find_encoder(repo, name, sha)
+        existing = repo.find(name, sha)
         if existing is not None:
             out[kind] = {"name": name, "version": existing, "reused": True}
             continue
@@ -231,23 +246,22 @@ def export_encoders(
         if real is not None:
             pixels, texts = real
             cases["real"] = {"pixels": pixels} if kind == "image" else {"input_ids": encoder.tokenize(texts).numpy()}
-        staging = _stage(repo.root, name)
-        try:
+        with staged(repo.root, name) as staging:
             parity = export_graph(spec, staging, cases, opts)
-            manifest = _base_manifest(f"{kind}_encoder", name, spec, parity)
-            manifest |= {"encoder": encoder.name, "encoder_run": str(encoder_run), "encoder_sha256": sha}
             if kind == "image":
-                s = encoder.image_spec
-                manifest["preprocessing"] = {"image_size": s.size, "mean": s.mean, "std": s.std, "resize": s.resize}
+                prep = image_preprocessing(encoder)
             else:
                 shutil.copy(_tokenizer_file(), staging / TOKENIZER_FILE)
-                manifest["preprocessing"] = _text_preprocessing(encoder)
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            triton_config.write(repo.root / name, spec, staging, opts, version_policy="all")
-            version = _publish(staging, repo, name, "auto")
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+                prep = text_preprocessing(encoder)
+            manifest = EncoderManifest(
+                **graph_fields(name, spec, parity),
+                kind=f"{kind}_encoder",
+                encoder=encoder.name,
+                encoder_run=str(encoder_run),
+                encoder_sha256=sha,
+                preprocessing=prep,
+            )
+            version = publish(repo, staging, manifest, opts).version
         out[kind] = {"name": name, "version": version, "reused": False, "parity": parity["max_abs_diff"]}
     return out
 
@@ -256,13 +270,16 @@ def _tokenizer_file() -> Path:
     return registry.minilm_dir() / TOKENIZER_FILE
 
 
-def _text_preprocessing(encoder: Encoder) -> dict:
-    return {
-        "tokenizer": TOKENIZER_FILE,
-        "context_length": int(encoder.tokenize.context_length),
-        "pad_token_id": int(encoder.model.text.config.pad_token_id),
-        "clean": "whitespace",
-    }
+def text_preprocessing(encoder: Encoder) -> TextPreprocessing:
+    return TextPreprocessing(
+        TOKENIZER_FILE, int(encoder.tokenize.context_length), int(encoder.model.text.config.pad_token_id)
+    )
+
+
+def image_preprocessing(encoder: Encoder) -> ImagePreprocessing:
+    """The v1 encoders were trained on centre-cropped images (``rewarddance.preprocess``)."""
+    s = encoder.image_spec
+    return ImagePreprocessing(s.size, "crop", tuple(s.mean), tuple(s.std))
 
 
 # -- the reward model -----------------------------------------------------------------------------------------------
@@ -287,8 +304,8 @@ def training_path_scores(encoder: Encoder, model, scorers, pixels: np.ndarray, t
     return np.concatenate([c.numpy(), r.numpy()[:, None]], axis=1)
 
 
-def export_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None, log=print) -> dict:
-    """Export a reward run and its encoders; returns the reward version's manifest."""
+def export_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None, log=print) -> RewardManifest:
+    """Export a reward run and its encoders; returns the reward version's manifest as published."""
     opts = opts or ExportOptions()
     check_flavour(opts.flavour)
     for p in opts.precisions:
@@ -296,12 +313,13 @@ def export_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None,
     run = Run.open(run_dir)
     repo = ModelRepository(repo_dir)
     repo.root.mkdir(parents=True, exist_ok=True)
+    check_version_free(repo, f"reward_{run.scale}", opts.version)
     encoder = Encoder.load(run.encoder_run)
     model = load_model(run.path)
     scorers = ComponentSet.load(run.components)
     real = real_samples(run, encoder.image_spec.size)
     if real is None:
-        where = run.manifest.get("data", {}).get("path")
+        where = run.record.get("data", {}).get("path")
         log(f"note: the run's dataset ({where}) is not on this machine; parity on random inputs only")
 
     t0 = time.perf_counter()
@@ -316,67 +334,42 @@ def export_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None,
     cases = {"random": _random_inputs(spec, rng)}
     if real is not None:
         cases["real"] = reward_inputs(encoder, scorers, *real)
-    staging = _stage(repo.root, name)
-    try:
+    with staged(repo.root, name) as staging:
         parity = export_graph(spec, staging, cases, opts)
         log(f"{name}: ONNX parity max |diff| {parity['max_abs_diff']}")
         shutil.copytree(run.components, staging / COMPONENTS_DIR)
         shutil.copy(_tokenizer_file(), staging / TOKENIZER_FILE)
-        image_prep = repo.get(encoders["image"]["name"], encoders["image"]["version"]).manifest["preprocessing"]
-        manifest = _base_manifest("reward", name, spec, parity) | {
-            "scale": run.scale,
-            "components": list(COMPONENTS),
-            "default_weights": {c: float(w) for c, w in zip(COMPONENTS, model.weights.tolist(), strict=True)},
-            "bt_scale": float(model.bt_scale.item()),
-            "encoders": {k: {"name": v["name"], "version": v["version"]} for k, v in encoders.items()},
-            "preprocessing": image_prep | _text_preprocessing(encoder),
-            "component_scorers": COMPONENTS_DIR,
-            "training": {
-                "run": str(run.path),
-                "data": run.manifest.get("data"),
-                "model": run.manifest.get("model"),
-                "train": run.manifest.get("train"),
-                "steps_done": run.manifest.get("steps_done"),
-                "selected_step": run.manifest.get("selected_step"),
-                "code_version": run.manifest.get("code_version"),
-            },
-            "metrics": _metrics(run.manifest),
-            "variants": {},
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = RewardManifest(
+            **graph_fields(name, spec, parity),
+            architecture=FEATURE_ARCHITECTURE,
+            scale=run.scale,
+            components=COMPONENTS,
+            default_weights=weights_of(model),
+            bt_scale=float(model.bt_scale.item()),
+            encoders={k: EncoderRef(v["name"], v["version"]) for k, v in encoders.items()},
+            image=image_preprocessing(encoder),
+            text=text_preprocessing(encoder),
+            component_scorers=COMPONENTS_DIR,
+            training=training_record(run.path, run.record),
+            metrics=_metrics(run.record),
+        )
+        variants = {p: precision.make_variant(p, staging, run, scorers, opts) for p in opts.precisions}
+        manifest = replace(manifest, variants=variants, export=replace(manifest.export, seconds=_since(t0)))
+        check = None
         if real is not None:
-            staged = ModelVersion(name, 0, staging)
-            pipeline = RewardPipeline(repo, name, model=staged)
-            served = pipeline.score(*real)
-            ours = np.concatenate([served.components, served.reward[:, None]], axis=1)
-            reference = training_path_scores(encoder, model, scorers, *real)
-            end_to_end = float(np.abs(ours - reference).max())
-            manifest["export"]["end_to_end_max_abs_diff"] = end_to_end
-            log(f"{name}: serving pipeline vs training path on real images, max |diff| {end_to_end:.2e}")
-        for p in opts.precisions:
-            log(f"{name}: building the {p} variant and measuring it")
-            manifest["variants"][p] = precision.make_variant(p, staging, run, scorers, opts)
-        publish_reward(staging, repo, name, spec, manifest, opts, t0)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    log(f"wrote {repo.root / name / str(manifest['version'])}")
+            check = end_to_end_check(repo, real, training_path_scores(encoder, model, scorers, *real), log)
+        manifest = publish(repo, staging, manifest, opts, opts.version, verify=check)
+    log(f"wrote {repo.root / name / str(manifest.version)}")
     return manifest
 
 
-def publish_reward(
-    staging: Path, repo: ModelRepository, name: str, spec: GraphSpec, manifest: dict, opts: ExportOptions, t0: float
-) -> None:
-    """The staged reward version's final manifest and config.pbtxt, then its atomic rename into place."""
-    manifest["export"]["seconds"] = round(time.perf_counter() - t0, 2)
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    triton_config.write(repo.root / name, spec, staging, opts, version_policy="latest")
-    manifest["version"] = _publish(staging, repo, name, opts.version)
+def _since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 2)
 
 
-def _metrics(run_manifest: dict) -> dict:
+def _metrics(run_json: dict) -> dict:
     """Flat name -> number: the run's held-out (test) metrics, plus its val metrics prefixed ``val_``."""
-    out = {k: float(v) for k, v in run_manifest.get("metrics", {}).items() if isinstance(v, (int, float))}
-    val = run_manifest.get("val_metrics") or {}
+    out = {k: float(v) for k, v in run_json.get("metrics", {}).items() if isinstance(v, (int, float))}
+    val = run_json.get("val_metrics") or {}
     out |= {f"val_{k}": float(v) for k, v in val.items() if isinstance(v, (int, float))}
     return out

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-FLAVOURS = ("onnxruntime", "python", "tensorrt")
+from rewarddance.repository import FLAVOURS, PublishError
 
 
 def _version(text: str) -> int | str:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         from .pixel_export import export_pixel_run, is_pixel_run
 
         (export_pixel_run if is_pixel_run(args.run) else export_run)(args.run, args.repo, opts)
-    except (ExportError, ParityError) as exc:
+    except (ExportError, ParityError, PublishError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

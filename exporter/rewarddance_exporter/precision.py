@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rewarddance.components.base import COMPONENTS
+from rewarddance.repository import Variant
 
 PRECISIONS = ("fp16", "int8")
 LATENCY_REPEATS = 20
@@ -73,7 +74,7 @@ def held_out(run, scorers, limit: int, seed: int) -> tuple[dict[str, np.ndarray]
     """Reward-graph inputs and the human R target for up to ``limit`` test-split images of the run's dataset."""
     from rewarddance_trainer.components.fit import Table, component_signals
 
-    features = Path(run.manifest.get("features", ""))
+    features = Path(run.record.get("features", ""))
     if run.data is None or not (features / "meta.json").exists():
         return None
     table = Table.load(run.data, features)
@@ -87,22 +88,18 @@ def held_out(run, scorers, limit: int, seed: int) -> tuple[dict[str, np.ndarray]
         "image_tokens": np.asarray(table.cache.array("image_tokens")[rows]).astype(np.float32),
         "signals": component_signals(scorers, table, rows),
     }
-    weights = np.asarray([run.manifest["weights"][c] for c in COMPONENTS])
+    weights = np.asarray([run.record["weights"][c] for c in COMPONENTS])
     target = np.stack([table.target(rows, c) for c in COMPONENTS], 1) @ weights
     return inputs, target
 
 
-def make_variant(name: str, staging: Path, run, scorers, opts) -> dict:
+def make_variant(name: str, staging: Path, run, scorers, opts) -> Variant:
     from rewarddance_trainer.reward.evaluate import spearman
 
     file = f"model.{name}.onnx"
     convert(name, staging / "model.onnx", staging / file)
     base, variant = session(staging / "model.onnx"), session(staging / file, GRAPH_OPTIMIZATION[name])
-    record: dict = {
-        "file": file,
-        "bytes": (staging / file).stat().st_size,
-        "graph_optimization": GRAPH_OPTIMIZATION[name],
-    }
+    record: dict = {"bytes": (staging / file).stat().st_size}
     data = held_out(run, scorers, opts.eval_images, opts.seed)
     if data is not None:
         inputs, target = data
@@ -123,7 +120,7 @@ def make_variant(name: str, staging: Path, run, scorers, opts) -> dict:
         record[f"latency_ms_b{batch}"] = variant_ms
         record[f"latency_ms_b{batch}_fp32"] = fp32_ms
         record[f"latency_ratio_b{batch}"] = variant_ms / fp32_ms
-    return record
+    return Variant(file, GRAPH_OPTIMIZATION[name], record)
 
 
 def _random_feed(session, n: int = 4, seed: int = 0) -> dict[str, np.ndarray]:

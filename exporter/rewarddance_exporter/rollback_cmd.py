@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rewarddance.scoring.repository import RepositoryError
+    from rewarddance.repository import RepositoryError
 
     from .deploy import DeployError, rollback
     from .gateways import GatewayError, admin_key

@@ -1,10 +1,12 @@
 """A real Triton Inference Server for tests and benchmarks (from the ``nvidia-pytriton`` wheel), stdlib only.
 
+Test and benchmark harness, not part of the installed package: tests import it from ``tests/`` (on pytest's path),
+benchmarks put ``tests/`` on ``sys.path`` first. ``python tests/triton_harness [VENV]`` provisions and prints JSON.
+
 - :mod:`.provision`: ``provision()`` builds the separate Triton venv (numpy<2 + onnxruntime) and backend directory;
 - :mod:`.server`: ``TritonServer`` starts/stops a ``tritonserver`` process on 127.0.0.1 and drives its HTTP API;
-- :mod:`.pbtxt`: config.pbtxt writer;
-- ``python_model.py``: the generic python-backend ``model.py`` running ``model.onnx`` with onnxruntime (it runs
-  inside the Triton venv; never import it from here: use ``PYTHON_MODEL_FILE`` / ``write_version``).
+- ``write_version``: a bare ONNX version directory (+ the generic python-backend ``model.py``) for tests that
+  build their own graphs. The config.pbtxt writer and ``model.py`` belong to :mod:`rewarddance.repository`.
 """
 
 from __future__ import annotations
@@ -13,20 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from rewarddance.triton.pbtxt import (
-    DynamicBatching,
-    InstanceGroup,
-    ModelConfig,
-    TensorSpec,
-    VersionPolicy,
-    Warmup,
-    render_config,
-    write_config,
-)
-from rewarddance.triton.provision import ProvisionError, TritonInstall, provision
-from rewarddance.triton.server import TritonServer, TritonServerError, free_port
-
-PYTHON_MODEL_FILE = Path(__file__).with_name("python_model.py")
+from .provision import ProvisionError, TritonInstall, provision
+from .server import TritonServer, TritonServerError, free_port
 
 
 def write_version(
@@ -51,26 +41,19 @@ def write_version(
     else:
         shutil.copyfile(onnx_model, staging / "model.onnx")
     if flavour == "python":
+        from rewarddance.repository.triton import PYTHON_MODEL_FILE
+
         shutil.copyfile(PYTHON_MODEL_FILE, staging / "model.py")
     staging.rename(final)
     return final
 
 
 __all__ = [
-    "PYTHON_MODEL_FILE",
-    "DynamicBatching",
-    "InstanceGroup",
-    "ModelConfig",
     "ProvisionError",
-    "TensorSpec",
     "TritonInstall",
     "TritonServer",
     "TritonServerError",
-    "VersionPolicy",
-    "Warmup",
     "free_port",
     "provision",
-    "render_config",
-    "write_config",
     "write_version",
 ]

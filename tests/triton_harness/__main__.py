@@ -1,5 +1,10 @@
-"""``python -m rewarddance.triton [VENV]``: provision the Triton venv and print where everything is (JSON)."""
+"""``python tests/triton_harness [VENV]``: provision the Triton venv and print where everything is (JSON)."""
 
-from rewarddance.triton.provision import main
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from triton_harness.provision import main
 
 raise SystemExit(main())

@@ -304,7 +304,7 @@ def provision(
 
     venv.mkdir(parents=True, exist_ok=True)
     # keep the venv (and its lock file) out of git even when it sits inside the repository
-    (venv / ".gitignore").write_text("# created by rewarddance.triton.provision\n*\n")
+    (venv / ".gitignore").write_text("# created by tests/triton_harness (provision)\n*\n")
     with _lock(venv / ".provision.lock"):
         if not force:  # another process may have finished while we waited for the lock
             stamp = read_stamp(venv)
@@ -347,7 +347,7 @@ def provision(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rewarddance.triton.provision [VENV]``: provision and print the install as JSON."""
+    """``python tests/triton_harness [VENV]``: provision and print the install as JSON."""
     args = list(sys.argv[1:] if argv is None else argv)
     t0 = time.monotonic()
     try:

@@ -1,4 +1,4 @@
-"""Start, probe and stop a real ``tritonserver`` process (from :func:`rewarddance.triton.provision.provision`).
+"""Start, probe and stop a real ``tritonserver`` process (from :func:`triton_harness.provision.provision`).
 
 Stdlib only (subprocess + urllib). Everything binds to 127.0.0.1; free ports are picked there by default.
 
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from rewarddance.triton.provision import TritonInstall, provision
+from .provision import TritonInstall, provision
 
 HOST = "127.0.0.1"
 _BIND_ERRORS = ("address already in use", "failed to start", "socket bind", "failed to listen")

@@ -143,7 +143,7 @@ def count_parameters(cfg: PixelRewardConfig) -> int:
 
 def load_model(run: Path) -> PixelRewardModel:
     """The trained model of a finished run directory (its run.json holds the architecture)."""
-    manifest = json.loads((run / MANIFEST_FILE).read_text())
-    model = PixelRewardModel(PixelRewardConfig(**manifest["model"]), manifest.get("weights"))
+    run_json = json.loads((run / MANIFEST_FILE).read_text())
+    model = PixelRewardModel(PixelRewardConfig(**run_json["model"]), run_json.get("weights"))
     model.load_state_dict(load_file(run / WEIGHTS_FILE))
     return model.eval()

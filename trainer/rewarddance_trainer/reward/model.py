@@ -116,7 +116,7 @@ def count_parameters(cfg: RewardModelConfig) -> int:
 
 def load_model(run: Path) -> RewardModel:
     """The trained model of a finished run directory (its manifest holds the architecture)."""
-    manifest = json.loads((run / MANIFEST_FILE).read_text())
-    model = RewardModel(RewardModelConfig(**manifest["model"]))
+    run_json = json.loads((run / MANIFEST_FILE).read_text())
+    model = RewardModel(RewardModelConfig(**run_json["model"]))
     model.load_state_dict(load_file(run / WEIGHTS_FILE))
     return model.eval()

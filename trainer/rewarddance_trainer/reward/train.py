@@ -456,7 +456,7 @@ def finish(
     plot_curves(run, context["noise_ceiling"], selection.step, final)
     evaluate.plot_calibration(components, examples.targets[rows], run / "calibration.png")
     split = examples.split
-    manifest = {
+    run_json = {
         "scale": cfg.scale,
         "model": asdict(model_cfg),
         "parameters": parameter_count(model),
@@ -498,9 +498,9 @@ def finish(
         **context,
     }
     if dist.device.type == "cuda":
-        manifest["max_cuda_memory_mb"] = round(torch.cuda.max_memory_allocated(dist.device) / 2**20, 1)
-    (run / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+        run_json["max_cuda_memory_mb"] = round(torch.cuda.max_memory_allocated(dist.device) / 2**20, 1)
+    (run / MANIFEST_FILE).write_text(json.dumps(run_json, indent=2) + "\n")
+    return run_json
 
 
 def _seconds_per_step(records: list[dict]) -> float | None:
