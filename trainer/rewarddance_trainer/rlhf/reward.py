@@ -49,8 +49,8 @@ class InProcessReward:
 
     def __init__(self, repo: str | Path, weights: dict | None = None, model: str | None = None, version=None):
         from rewarddance.components.composite import resolve_weights
+        from rewarddance.repository import REWARD_KIND, ModelRepository
         from rewarddance.scoring.pipeline import RewardPipeline
-        from rewarddance.scoring.repository import REWARD_KIND, ModelRepository
 
         repository = ModelRepository(repo)
         if not model:
