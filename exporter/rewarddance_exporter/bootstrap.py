@@ -29,7 +29,8 @@ class ScratchConfig:
     images_per_prompt: int = 10
     raters_per_image: int = 4
     scale: str = "cpu-xs"
-    steps: int = 1200
+    steps: int = 6000
+    eval_every: int = 500
     seed: int = 0
 
 
@@ -78,7 +79,12 @@ def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
     build_cache(data, progress=progress)
     print(f"[bootstrap] prompt states done ({time.perf_counter() - started:.0f} s)", flush=True)
     if not (run / "run.json").exists():
-        train(data, run, PixelTrainConfig(scale=cfg.scale, steps=cfg.steps, seed=cfg.seed), progress=progress)
+        train(
+            data,
+            run,
+            PixelTrainConfig(scale=cfg.scale, steps=cfg.steps, eval_every=cfg.eval_every, seed=cfg.seed),
+            progress=progress,
+        )
     print(f"[bootstrap] reward model done ({time.perf_counter() - started:.0f} s)", flush=True)
     return run
 
