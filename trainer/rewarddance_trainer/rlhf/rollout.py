@@ -36,11 +36,13 @@ def rollout(
     eta: float,
     generator: torch.Generator,
     min_sigma: float = 0.0,
+    with_base: bool = True,
 ) -> Rollout:
     """``cond`` holds one (states, mask) row per sample (prompts already repeated).
 
     Steps whose sigma is below ``min_sigma`` are taken at their mean: the last steps of a squared-cosine schedule
     have sigma ~0.006, where a log-probability ratio or KL would be dominated by a negligible amount of noise.
+    ``with_base=False`` skips the base's forward pass (plain sampling: base_means and kl are then meaningless zeros).
     """
     scheduler = policy.pipe.scheduler
     unet = policy.unet
@@ -58,7 +60,7 @@ def rollout(
         if p.sigma < max(min_sigma, 1e-12):
             x = mean
             continue
-        base_mean = step_mean(scheduler, policy.base_eps(x, t, cond), x, p)
+        base_mean = step_mean(scheduler, policy.base_eps(x, t, cond), x, p) if with_base else mean
         x_prev = mean + p.sigma * torch.randn(x.shape, generator=generator)
         states.append(x)
         nexts.append(x_prev)

@@ -1,0 +1,370 @@
+"""RLHF study: the same RL budget against each reward model, best-of-N as the no-training baseline, and the oracle
+(independent of every reward model) as the judge of real gain versus reward hacking.
+
+Phases (each resumable; run them together or one at a time):
+- ``rl``: ``rlhf.train`` against each ``--models`` entry (``name@version:steps``), reward in-process through the
+  serving pipeline (``repo:PATH``); runs in ``--runs``/<name>-v<version> (rerun to resume).
+- ``bon``: N samples per held-out prompt from the base generator (the RL sampler, fixed seeds), gold once, each
+  reward model picks the best of the first 1, 4, ..., N.
+- ``net``: the scoring cost of one RL step's batch in-process, through the gateway over HTTP and over gRPC (SDK).
+- ``report``: ``benchmarks/results/rlhf.{md,json,png}``.
+
+    python benchmarks/rlhf_study.py --repo /tmp/rlhf-repo --models reward_cpu-xs@1:30 reward_cpu-s@1:10 \\
+        --phases rl bon net report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import RESULTS, command, machine, markdown_table, write_result
+from rewarddance_trainer.rlhf.config import RLHFConfig
+from rewarddance_trainer.rlhf.gold import GoldScorer
+from rewarddance_trainer.rlhf.reward import InProcessReward, ServiceReward
+from rewarddance_trainer.rlhf.train import read_metrics, train
+from rewarddance_trainer.rlhf.train_cmd import split_prompts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_model(spec: str) -> tuple[str, int, int]:
+    """``name@version:steps`` -> (name, version, steps)."""
+    head, _, steps = spec.partition(":")
+    name, _, version = head.partition("@")
+    return name, int(version or 1), int(steps or 0)
+
+
+def run_dir(args, name: str, version: int) -> Path:
+    return args.runs / f"{name}-v{version}"
+
+
+def model_metrics(repo: Path, name: str, version: int) -> dict:
+    manifest = json.loads((repo / name / str(version) / "manifest.json").read_text())
+    m = manifest.get("metrics", {})
+    return {"test_spearman_R": m.get("spearman_reward"), "pair_accuracy": m.get("pair_accuracy")}
+
+
+def phase_rl(args, cfg: RLHFConfig, train_prompts, eval_prompts, gold) -> None:
+    for spec in args.models:
+        name, version, steps = parse_model(spec)
+        if steps <= 0:
+            continue
+        reward = InProcessReward(args.repo, None, name, version)
+        run = run_dir(args, name, version)
+        print(f"== RL against {name} v{version}: {steps} steps -> {run}", flush=True)
+        start = time.time()
+        meta = {"reward": f"repo:{args.repo}", "reward_source": reward.describe(), "load_at_start": os.getloadavg()}
+        train(args.generator, reward, run, _with(cfg, steps=steps), train_prompts, eval_prompts, gold, meta=meta)
+        print(f"   {time.time() - start:.0f} s", flush=True)
+
+
+def _with(cfg: RLHFConfig, **kw) -> RLHFConfig:
+    return RLHFConfig(**(cfg.to_dict() | kw))
+
+
+@torch.no_grad()
+def base_samples(args, cfg: RLHFConfig, prompts: list[str], n: int) -> np.ndarray:
+    """(len(prompts), n, h, w, 3) uint8 from the base generator with the RL sampler, cached in --runs."""
+    from rewarddance_trainer.generator.load import load_generator
+    from rewarddance_trainer.rlhf.policy import Policy
+    from rewarddance_trainer.rlhf.rollout import rollout
+
+    cache = args.runs / f"bon_samples_{len(prompts)}x{n}.npy"
+    if cache.exists():
+        return np.load(cache)
+    pipe = load_generator(args.generator)
+    policy = Policy(pipe, lora=False, guidance=cfg.guidance)  # never updated: the base itself
+    cond = pipe.encode(prompts)
+    out = np.zeros((len(prompts), n, 32, 32, 3), np.uint8)
+    per = max(1, 48 // n)
+    from tqdm.auto import tqdm
+
+    for b, i in enumerate(tqdm(range(0, len(prompts), per), desc="best-of-N samples")):
+        j = min(i + per, len(prompts))
+        c = (cond[0][i:j].repeat_interleave(n, 0), cond[1][i:j].repeat_interleave(n, 0))
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + 2_000_000 + b)
+        ro = rollout(policy, c, cfg.sample_steps, cfg.eta, g, cfg.min_sigma, with_base=False)
+        out[i:j] = ro.images.reshape(j - i, n, *ro.images.shape[1:])
+    args.runs.mkdir(parents=True, exist_ok=True)
+    np.save(cache, out)
+    return out
+
+
+def phase_bon(args, cfg: RLHFConfig, eval_prompts, gold) -> None:
+    n = args.bon_n
+    images = base_samples(args, cfg, eval_prompts, n)
+    flat = images.reshape(-1, *images.shape[2:])
+    rep = [p for p in eval_prompts for _ in range(n)]
+    gold_path = args.runs / f"bon_gold_{len(eval_prompts)}x{n}.npy"
+    if not gold_path.exists():
+        np.save(gold_path, gold(flat, rep)["utility"].reshape(len(eval_prompts), n))
+    g = np.load(gold_path)
+    results = {}
+    for spec in args.models:
+        name, version, _ = parse_model(spec)
+        reward = InProcessReward(args.repo, None, name, version)
+        proxy = reward(flat, rep).reshape(len(eval_prompts), n)
+        rows = []
+        for k in args.bon_ks:
+            pick = proxy[:, :k].argmax(1)
+            idx = np.arange(len(eval_prompts))
+            rows.append({"n": k, "proxy": float(proxy[idx, pick].mean()), "gold": float(g[idx, pick].mean())})
+        results[f"{name}@{version}"] = {"rows": rows, "proxy_mean_all": float(proxy.mean())}
+        print(name, version, rows, flush=True)
+    payload = {"n": n, "prompts": len(eval_prompts), "gold_mean_all": float(g.mean()), "models": results}
+    (args.runs / "bon.json").write_text(json.dumps(payload, indent=2))
+
+
+def phase_net(args, cfg: RLHFConfig, train_prompts) -> None:
+    """Score one RL step's batch (prompts_per_step x samples_per_prompt images) in-process, over HTTP and gRPC."""
+    from serving import Gateway
+
+    name, version, _ = parse_model(args.models[0])
+    rng = np.random.default_rng(0)
+    prompts = [train_prompts[i] for i in rng.choice(len(train_prompts), cfg.prompts_per_step, replace=False)]
+    rep = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+    images = rng.integers(0, 256, (len(rep), 32, 32, 3), dtype=np.uint8)
+    samples = sorted((args.runs).glob("*/eval/step_00000.npy"))
+    if samples:  # real generator samples rather than noise, where a run has them
+        images = np.load(samples[0])[: len(rep)]
+    gateway = Gateway(args.repo, name, [])
+    out = {"batch_images": len(rep), "requests_per_step": len(prompts), "repeats": args.net_repeats}
+    try:
+        sources = {
+            "in-process": InProcessReward(args.repo, None, name, version),
+            "http": ServiceReward(gateway.url, None, name, version),
+            "grpc": ServiceReward(f"grpc://127.0.0.1:{gateway.grpc_port}", None, name, version),
+        }
+        scores = {}
+        for label, fn in sources.items():
+            scores[label] = fn(images, rep)  # warm-up (prompt cache, connections)
+            times = []
+            for _ in range(args.net_repeats):
+                t0 = time.perf_counter()
+                fn(images, rep)
+                times.append(time.perf_counter() - t0)
+            out[label] = {"seconds_per_step_median": float(np.median(times)), "seconds_all": times}
+        out["max_abs_diff_http_vs_inprocess"] = float(np.abs(scores["http"] - scores["in-process"]).max())
+        out["max_abs_diff_grpc_vs_inprocess"] = float(np.abs(scores["grpc"] - scores["in-process"]).max())
+    finally:
+        gateway.stop()
+    out["load"] = os.getloadavg()
+    print(json.dumps(out, indent=2), flush=True)
+    (args.runs / "net.json").write_text(json.dumps(out, indent=2))
+
+
+def _row_rl(args, spec) -> dict | None:
+    name, version, _ = parse_model(spec)
+    run = run_dir(args, name, version)
+    rows = read_metrics(run)
+    evals = [r for r in rows if r["kind"] == "eval"]
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    if len(evals) < 2:
+        return None
+    base, last = evals[0], evals[-1]
+    info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    per_part = {
+        k: float(np.median([r[f"seconds_{k}"] for r in train_rows])) for k in ("sampling", "scoring", "gold", "update")
+    }
+    proxy_gain = (last["proxy"] - base["proxy"]) / base["proxy"]
+    gold_gain = (last["gold_utility"] - base["gold_utility"]) / base["gold_utility"]
+    return {
+        "reward_model": f"{name} v{version}",
+        **model_metrics(args.repo, name, version),
+        "method": "rlhf",
+        "steps": last["step"],
+        "samples_seen": last["step"]
+        * info.get("config", {}).get("prompts_per_step", 0)
+        * info.get("config", {}).get("samples_per_prompt", 0),
+        "kl": last["kl"],
+        "proxy_base": base["proxy"],
+        "proxy_tuned": last["proxy"],
+        "gold_base": base["gold_utility"],
+        "gold_tuned": last["gold_utility"],
+        "gold_fidelity_base": base["gold_fidelity"],
+        "gold_fidelity_tuned": last["gold_fidelity"],
+        "proxy_gain_rel": proxy_gain,
+        "gold_gain_rel": gold_gain,
+        "hacking_gap": proxy_gain - gold_gain,
+        "seconds_per_step_median": per_part,
+        "curve": [{"step": r["step"], "proxy": r["proxy"], "gold": r["gold_utility"], "kl": r["kl"]} for r in evals],
+    }
+
+
+def phase_report(args, cfg: RLHFConfig) -> None:
+    rows = [r for r in (_row_rl(args, s) for s in args.models) if r is not None]
+    bon = json.loads((args.runs / "bon.json").read_text()) if (args.runs / "bon.json").exists() else None
+    if bon:
+        base_gold = next((r["gold"] for m in bon["models"].values() for r in m["rows"] if r["n"] == 1), None)
+        for key, m in bon["models"].items():
+            name, version = key.split("@")
+            base_proxy = next(r["proxy"] for r in m["rows"] if r["n"] == 1)
+            for r in m["rows"]:
+                rows.append(
+                    {
+                        "reward_model": f"{name} v{version}",
+                        **model_metrics(args.repo, name, int(version)),
+                        "method": "best_of_n",
+                        "n": r["n"],
+                        "kl": None,
+                        "kl_bound_nats": float(np.log(r["n"]) - (r["n"] - 1) / r["n"]),
+                        "proxy_base": base_proxy,
+                        "proxy_tuned": r["proxy"],
+                        "gold_base": base_gold,
+                        "gold_tuned": r["gold"],
+                        "proxy_gain_rel": (r["proxy"] - base_proxy) / base_proxy,
+                        "gold_gain_rel": (r["gold"] - base_gold) / base_gold,
+                        "hacking_gap": (r["proxy"] - base_proxy) / base_proxy - (r["gold"] - base_gold) / base_gold,
+                    }
+                )
+    net = json.loads((args.runs / "net.json").read_text()) if (args.runs / "net.json").exists() else None
+    payload = {
+        "machine": machine(),
+        "command": command(),
+        "load": os.getloadavg(),
+        "generator": str(args.generator),
+        "eval_prompts": args.eval_prompts,
+        "rl_config": cfg.to_dict(),
+        "rows": rows,
+        "network": net,
+    }
+    write_result("rlhf", payload, markdown(payload))
+    plot(rows, bon, RESULTS / "rlhf.png")
+    print(markdown(payload))
+
+
+def _f(v, digits=3) -> str:
+    return "" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def markdown(p: dict) -> str:
+    head = [
+        "reward model",
+        "test R",
+        "method",
+        "steps / N",
+        "KL",
+        "proxy base",
+        "proxy tuned",
+        "gold base",
+        "gold tuned",
+        "gold gain",
+        "hacking gap",
+    ]
+    table = [
+        [
+            r["reward_model"],
+            _f(r.get("test_spearman_R")),
+            r["method"],
+            r.get("steps", r.get("n")),
+            _f(r["kl"], 4),
+            _f(r["proxy_base"]),
+            _f(r["proxy_tuned"]),
+            _f(r["gold_base"]),
+            _f(r["gold_tuned"]),
+            f"{100 * r['gold_gain_rel']:+.1f}%",
+            f"{100 * r['hacking_gap']:+.1f} pts",
+        ]
+        for r in p["rows"]
+    ]
+    lines = [
+        "# RLHF study",
+        "",
+        f"Generator `{p['generator']}`; {p['eval_prompts']} held-out (test split) prompts, one fixed-seed sample each"
+        " (RL rows) or the best of the first N of 16 fixed-seed samples (best-of-N rows); gold = oracle utility"
+        " (0.4/0.25/0.25/0.1), never seen by training. KL: per-pixel Gaussian KL to the base summed over the chain's"
+        " stochastic steps, on the held-out samples. Hacking gap = relative proxy gain - relative gold gain.",
+        "",
+        markdown_table(head, table),
+        "",
+    ]
+    if p.get("network"):
+        n = p["network"]
+        lines += [
+            f"Scoring one RL step's batch ({n['batch_images']} images, {n['requests_per_step']} requests), median of"
+            f" {n['repeats']}: in-process {n['in-process']['seconds_per_step_median']:.3f} s,"
+            f" HTTP {n['http']['seconds_per_step_median']:.3f} s, gRPC {n['grpc']['seconds_per_step_median']:.3f} s"
+            f" (max |R diff| vs in-process: HTTP {n['max_abs_diff_http_vs_inprocess']:.1e},"
+            f" gRPC {n['max_abs_diff_grpc_vs_inprocess']:.1e}).",
+            "",
+        ]
+    lines += [f"Machine: {p['machine']}; load {p['load']}; command `{p['command']}`."]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], bon: dict | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4))
+    for r in rows:
+        if r["method"] != "rlhf":
+            continue
+        c = r["curve"]
+        steps = [x["step"] for x in c]
+        label = f"{r['reward_model']} (R {r.get('test_spearman_R') or 0:.2f})"
+        a1.plot(steps, [x["proxy"] for x in c], "o-", label=label)
+        a2.plot(steps, [x["gold"] for x in c], "o-", label=label)
+        a3.plot(steps, [x["kl"] for x in c], "o-", label=label)
+    for r in rows:
+        if r["method"] == "best_of_n" and r["n"] > 1:
+            a2.axhline(r["gold_tuned"], ls=":", lw=0.8, color="gray")
+            a2.annotate(f"BoN-{r['n']} {r['reward_model']}", (0, r["gold_tuned"]), fontsize=6, color="gray")
+    a1.set_title("proxy reward (held-out, own reward model)")
+    a2.set_title("oracle gold utility (held-out)")
+    a3.set_title("KL to base")
+    for a in (a1, a2, a3):
+        a.set_xlabel("RL step")
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--generator", type=Path, default=ROOT / "runs/generator-base")
+    ap.add_argument("--data", type=Path, default=ROOT / "data/shapes20k")
+    ap.add_argument("--repo", type=Path, required=True, help="model repository with the reward models")
+    ap.add_argument("--models", nargs="+", required=True, help="name@version:steps (steps 0: baselines only)")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs/rlhf-study")
+    ap.add_argument("--phases", nargs="+", default=["rl", "bon", "net", "report"])
+    ap.add_argument("--eval-prompts", type=int, default=200)
+    ap.add_argument("--bon-n", type=int, default=16)
+    ap.add_argument("--bon-ks", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--net-repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", nargs="*", default=[], help="RLHFConfig overrides, e.g. lr=1e-3 eval_every=10")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = {}
+    for item in args.set:
+        k, _, v = item.partition("=")
+        default = getattr(RLHFConfig, k)
+        overrides[k] = type(default)(v) if not isinstance(default, bool) else v.lower() in ("1", "true", "yes")
+    cfg = RLHFConfig(**(RLHFConfig().to_dict() | overrides | {"eval_prompts": args.eval_prompts}))
+    train_prompts = split_prompts(args.data, cfg.split)
+    eval_prompts = split_prompts(args.data, "test")[: args.eval_prompts]
+    gold = GoldScorer() if {"rl", "bon"} & set(args.phases) else None
+    if "rl" in args.phases:
+        phase_rl(args, cfg, train_prompts, eval_prompts, gold)
+    if "bon" in args.phases:
+        phase_bon(args, cfg, eval_prompts, gold)
+    if "net" in args.phases:
+        phase_net(args, cfg, train_prompts)
+    if "report" in args.phases:
+        phase_report(args, cfg)
+
+
+if __name__ == "__main__":
+    main()
