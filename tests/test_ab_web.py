@@ -137,8 +137,15 @@ def test_bad_and_replayed_requests_get_4xx_with_a_message(pair_set: PairSet, tmp
 
 
 def test_store_is_bound_to_one_pair_set_and_the_pair_set_is_checked(pair_set: PairSet, tmp_path: Path):
+    from fastapi.testclient import TestClient
+
+    from rewarddance.ab.app import create_app
+
     db = tmp_path / "votes.sqlite"
-    VoteStore(db, pair_set).close()
+    store = VoteStore(db, pair_set)
+    empty = TestClient(create_app(pair_set, store)).get("/api/results")  # no vote yet: rates unknown, not an error
+    assert empty.status_code == 200 and empty.json()["rates"]["b_preferred"]["mean"] is None
+    store.close()
     other = PairSet(pair_set.root, "another", "x", "y", pair_set.pairs)
     with pytest.raises(VoteError, match="holds votes on pair set 'tiny'"):
         VoteStore(db, other)

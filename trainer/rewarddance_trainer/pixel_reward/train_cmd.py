@@ -7,6 +7,9 @@ Examples:
 Every flag below the first three comes from ``PixelTrainConfig`` (its defaults are the recipe's). Rerun the same
 command to resume from the last checkpoint. The run keeps the step with the best val Spearman R and tests it once
 on the test split; ``rewarddance export --run RUN`` turns it into one ONNX graph from pixels to components and R.
+``--init RUN`` fine-tunes from that run's weights, e.g. on people's votes (``rewarddance data import ab-votes``): a
+dataset with pairs only trains on the Bradley-Terry term (and the label-free prompt-swap term), and selects the
+step by val pair accuracy.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="dataset directory")
     parser.add_argument("--out", type=Path, required=True, help="run directory (rerun to resume)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--init", type=Path, default=None, help="start from this run's weights (fine-tuning)")
     for f in fields(PixelTrainConfig):
         flag = f"--{f.name.replace('_', '-')}"
         if f.name == "scale":
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.data} is not a dataset directory (no prompts.parquet)")
         from .train import train
 
-        m = train(args.data, args.out, cfg, progress=not args.no_progress)
+        m = train(args.data, args.out, cfg, progress=not args.no_progress, init=args.init)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

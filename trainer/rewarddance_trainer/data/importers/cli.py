@@ -6,6 +6,7 @@ Examples:
   rewarddance data import pickapic pickapic_v2/data --out datasets/pickapic --limit 10000
   rewarddance data import hpdv2 HPDv2/train.json --out datasets/hpdv2-train
   rewarddance data import imagereward ImageRewardDB/train.json --out datasets/imagereward
+  rewarddance data import ab-votes runs/ab/votes.sqlite --out datasets/ab-votes   # people's votes (ab serve)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rewarddance_trainer.data.importers.common import ImportReport
 
-FORMATS = ("pickapic", "hpdv2", "imagereward")
+FORMATS = ("pickapic", "hpdv2", "imagereward", "ab-votes")
 
 
 def _positive_int(text: str) -> int:
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--images-root",
         type=Path,
-        help="hpdv2/imagereward: root of the JSON's relative image paths (default: the JSON's directory)",
+        help="hpdv2/imagereward: root of the JSON's relative image paths (default: the JSON's directory); "
+        "ab-votes: the pair-set folder (default: the one recorded in the database)",
     )
 
 
@@ -54,6 +56,7 @@ def _summary(report: ImportReport) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so `rewarddance --help` works without the data extra (pyarrow) installed.
+    from rewarddance_trainer.data.importers.abvotes import import_ab_votes
     from rewarddance_trainer.data.importers.common import ImportInputError
     from rewarddance_trainer.data.importers.hpdv2 import import_hpdv2
     from rewarddance_trainer.data.importers.imagereward import import_imagereward
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             if args.images_root is not None:
                 raise ImportInputError("--images-root does not apply to pickapic (its images are in the parquet)")
             report = import_pickapic(args.src, args.out, limit=args.limit)
+        elif args.format == "ab-votes":
+            report = import_ab_votes(args.src, args.out, pairs_root=args.images_root)
         else:
             importer = import_hpdv2 if args.format == "hpdv2" else import_imagereward
             report = importer(args.src, args.out, limit=args.limit, images_root=args.images_root)
