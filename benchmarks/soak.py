@@ -29,6 +29,7 @@ import base64
 import contextlib
 import io
 import json
+import os
 import re
 import shlex
 import time
@@ -336,6 +337,7 @@ def main() -> None:
 
     extra = shlex.split(args.gateway_args)
     max_body = int(float(extra[extra.index("--max-body-mb") + 1] if "--max-body-mb" in extra else 32) * 2**20)
+    load_start = round(os.getloadavg()[0], 2)  # 1-minute load average: above the core count, others competed
     gateway = Gateway(args.repo, args.model, extra)
     try:
         pid = gateway.proc.pid
@@ -360,6 +362,7 @@ def main() -> None:
     result = {
         "machine": machine(),
         "command": command(),
+        "loadavg": [load_start, round(os.getloadavg()[0], 2)],
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "ready": {"rss_mb": ready_rss, "fds": ready_fds},
         "settled": {"rss_mb": settled_rss, "fds": settled_fds},
@@ -385,7 +388,8 @@ def main() -> None:
         [
             "# Soak: normal, hostile and slow clients at once",
             "",
-            f"Machine: {machine()['processor']}, {machine()['cpus']} CPUs. Command: `{command()}`",
+            f"Machine: {machine()['processor']}, {machine()['cpus']} CPUs; load average {result['loadavg'][0]} at the "
+            f"start, {result['loadavg'][1]} at the end. Command: `{command()}`",
             "",
             f"{args.duration:.0f} s; {args.normal} normal clients x {args.images} images, {args.thin} thin-image, "
             f"{args.bad} malformed, 1 aborting, {args.slow} slow connections, {args.big} x {args.big_mb:g} MB uploads.",
