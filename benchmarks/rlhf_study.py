@@ -98,6 +98,7 @@ def base_samples(args, cfg: RLHFConfig, prompts: list[str], n: int) -> np.ndarra
 
 def phase_bon(args, cfg: RLHFConfig, eval_prompts, gold) -> None:
     n = args.bon_n
+    eval_prompts = eval_prompts[: args.bon_prompts]
     images = base_samples(args, cfg, eval_prompts, n)
     flat = images.reshape(-1, *images.shape[2:])
     rep = [p for p in eval_prompts for _ in range(n)]
@@ -159,46 +160,53 @@ def phase_net(args, cfg: RLHFConfig, train_prompts) -> None:
     (args.runs / "net.json").write_text(json.dumps(out, indent=2))
 
 
-def _row_rl(args, spec) -> dict | None:
+def _rows_rl(args, spec) -> list[dict]:
+    """One row per held-out evaluation after the start (so runs compare at equal budgets); the last has the curve."""
     name, version, _ = parse_model(spec)
     run = run_dir(args, name, version)
     rows = read_metrics(run)
     evals = [r for r in rows if r["kind"] == "eval"]
     train_rows = [r for r in rows if r["kind"] == "train"]
     if len(evals) < 2:
-        return None
-    base, last = evals[0], evals[-1]
-    info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+        return []
+    cfg = json.loads((run / "run.json").read_text())["config"] if (run / "run.json").exists() else {}
     per_part = {
         k: float(np.median([r[f"seconds_{k}"] for r in train_rows])) for k in ("sampling", "scoring", "gold", "update")
     }
-    proxy_gain = (last["proxy"] - base["proxy"]) / base["proxy"]
-    gold_gain = (last["gold_utility"] - base["gold_utility"]) / base["gold_utility"]
-    return {
-        "reward_model": f"{name} v{version}",
-        **model_metrics(args.repo, name, version),
-        "method": "rlhf",
-        "steps": last["step"],
-        "samples_seen": last["step"]
-        * info.get("config", {}).get("prompts_per_step", 0)
-        * info.get("config", {}).get("samples_per_prompt", 0),
-        "kl": last["kl"],
-        "proxy_base": base["proxy"],
-        "proxy_tuned": last["proxy"],
-        "gold_base": base["gold_utility"],
-        "gold_tuned": last["gold_utility"],
-        "gold_fidelity_base": base["gold_fidelity"],
-        "gold_fidelity_tuned": last["gold_fidelity"],
-        "proxy_gain_rel": proxy_gain,
-        "gold_gain_rel": gold_gain,
-        "hacking_gap": proxy_gain - gold_gain,
-        "seconds_per_step_median": per_part,
-        "curve": [{"step": r["step"], "proxy": r["proxy"], "gold": r["gold_utility"], "kl": r["kl"]} for r in evals],
-    }
+    base = evals[0]
+    out = []
+    for ev in evals[1:]:
+        proxy_gain = (ev["proxy"] - base["proxy"]) / base["proxy"]
+        gold_gain = (ev["gold_utility"] - base["gold_utility"]) / base["gold_utility"]
+        out.append(
+            {
+                "reward_model": f"{name} v{version}",
+                "spec": f"{name}@{version}",
+                **model_metrics(args.repo, name, version),
+                "method": "rlhf",
+                "steps": ev["step"],
+                "samples_seen": ev["step"] * cfg.get("prompts_per_step", 0) * cfg.get("samples_per_prompt", 0),
+                "kl": ev["kl"],
+                "proxy_base": base["proxy"],
+                "proxy_tuned": ev["proxy"],
+                "gold_base": base["gold_utility"],
+                "gold_tuned": ev["gold_utility"],
+                "gold_fidelity_base": base["gold_fidelity"],
+                "gold_fidelity_tuned": ev["gold_fidelity"],
+                "proxy_gain_rel": proxy_gain,
+                "gold_gain_rel": gold_gain,
+                "hacking_gap": proxy_gain - gold_gain,
+                "seconds_per_step_median": per_part,
+            }
+        )
+    out[-1]["curve"] = [
+        {"step": r["step"], "proxy": r["proxy"], "gold": r["gold_utility"], "kl": r["kl"]} for r in evals
+    ]
+    return out
 
 
 def phase_report(args, cfg: RLHFConfig) -> None:
-    rows = [r for r in (_row_rl(args, s) for s in args.models) if r is not None]
+    rows = [r for s in args.models for r in _rows_rl(args, s)]
     bon = json.loads((args.runs / "bon.json").read_text()) if (args.runs / "bon.json").exists() else None
     if bon:
         base_gold = next((r["gold"] for m in bon["models"].values() for r in m["rows"] if r["n"] == 1), None)
@@ -230,13 +238,33 @@ def phase_report(args, cfg: RLHFConfig) -> None:
         "load": os.getloadavg(),
         "generator": str(args.generator),
         "eval_prompts": args.eval_prompts,
+        "bon_prompts": bon["prompts"] if bon else None,
+        "bon_n": bon["n"] if bon else None,
         "rl_config": cfg.to_dict(),
         "rows": rows,
         "network": net,
     }
     write_result("rlhf", payload, markdown(payload))
     plot(rows, bon, RESULTS / "rlhf.png")
+    before_after_sheet(args, rows, RESULTS / "rlhf_sheet.png")
     print(markdown(payload))
+
+
+def before_after_sheet(args, rows: list[dict], path: Path, n_prompts: int = 8) -> None:
+    """Held-out prompts, the same seeds: the base's sample, then each RL run's final sample."""
+    from rewarddance_trainer.generator.sheet import contact_sheet
+
+    runs = [r for r in rows if "curve" in r]  # each RL run's last evaluation
+    if not runs:
+        return
+    prompts = split_prompts(args.data, "test")[:n_prompts]
+    first = run_dir(args, *parse_model(runs[0]["spec"])[:2])
+    columns = [np.load(first / "eval" / "step_00000.npy")]
+    for r in runs:
+        columns.append(np.load(run_dir(args, *parse_model(r["spec"])[:2]) / "eval" / f"step_{r['steps']:05d}.npy"))
+    names = " | ".join(["base"] + [f"{r['reward_model']} @ {r['steps']}" for r in runs])
+    sheet = [(f"{p}   [{names}]", [c[i] for c in columns]) for i, p in enumerate(prompts)]
+    contact_sheet(sheet, path, cell=96)
 
 
 def _f(v, digits=3) -> str:
@@ -263,7 +291,7 @@ def markdown(p: dict) -> str:
             _f(r.get("test_spearman_R")),
             r["method"],
             r.get("steps", r.get("n")),
-            _f(r["kl"], 4),
+            "" if r["kl"] is None else f"{r['kl']:.3g}",
             _f(r["proxy_base"]),
             _f(r["proxy_tuned"]),
             _f(r["gold_base"]),
@@ -277,7 +305,8 @@ def markdown(p: dict) -> str:
         "# RLHF study",
         "",
         f"Generator `{p['generator']}`; {p['eval_prompts']} held-out (test split) prompts, one fixed-seed sample each"
-        " (RL rows) or the best of the first N of 16 fixed-seed samples (best-of-N rows); gold = oracle utility"
+        f" (RL rows) or the best of the first N of {p['bon_n']} fixed-seed samples of the first {p['bon_prompts']}"
+        " prompts (best-of-N rows; base = the first sample); gold = oracle utility"
         " (0.4/0.25/0.25/0.1), never seen by training. KL: per-pixel Gaussian KL to the base summed over the chain's"
         " stochastic steps, on the held-out samples. Hacking gap = relative proxy gain - relative gold gain.",
         "",
@@ -306,7 +335,7 @@ def plot(rows: list[dict], bon: dict | None, path: Path) -> None:
 
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4))
     for r in rows:
-        if r["method"] != "rlhf":
+        if "curve" not in r:
             continue
         c = r["curve"]
         steps = [x["step"] for x in c]
@@ -342,6 +371,7 @@ def main() -> None:
     ap.add_argument("--eval-prompts", type=int, default=200)
     ap.add_argument("--bon-n", type=int, default=16)
     ap.add_argument("--bon-ks", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--bon-prompts", type=int, default=200, help="the first this many held-out prompts")
     ap.add_argument("--net-repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", nargs="*", default=[], help="RLHFConfig overrides, e.g. lr=1e-3 eval_every=10")
