@@ -1,8 +1,9 @@
 """asyncio micro-batcher: concurrent requests' images run as one inference batch, in a worker thread.
 
-A request submits a job (its decoded pixels, prompts, styles and pipeline). The collector takes jobs from a
-bounded queue until ``max_batch`` images or ``max_wait_ms`` have passed, groups them by pipeline (model version)
-and runs each group with one ``pipeline.score`` call in the inference thread, so the event loop never blocks.
+A request submits a job (its decoded pixels, its prompt and style, and the pipeline). The collector takes jobs from
+a bounded queue until ``max_batch`` images or ``max_wait_ms`` have passed, groups them by pipeline (model version)
+and runs each group with one ``pipeline.score_requests`` call in an inference thread, so the event loop never
+blocks. The work per batch is per request, never per image: one concatenate, one prompt per request.
 
 - full queue -> 429 / RESOURCE_EXHAUSTED with Retry-After, at once (the queue never grows past ``max_queue``);
 - a job whose deadline passed before its batch started is dropped with 504, and the awaiting request gives
@@ -42,8 +43,8 @@ class BatchResult:
 class Job:
     pipeline: Any
     pixels: np.ndarray
-    prompts: list[str]
-    styles: list[str | None]
+    prompt: str
+    style: str | None
     deadline: float  # loop.time()
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
@@ -115,12 +116,13 @@ class MicroBatcher:
 
     # -- submitting ---------------------------------------------------------------------------------------------
     async def submit(
-        self, pipeline: Any, pixels: np.ndarray, prompts: list[str], styles: list[str | None], timeout: float
+        self, pipeline: Any, pixels: np.ndarray, prompt: str, style: str | None, timeout: float
     ) -> BatchResult:
+        """Score ``pixels`` (one request's images) for ``prompt`` and ``style`` in the next batch."""
         if self._queue is None:
             raise internal("the batcher is not running")
         loop = asyncio.get_running_loop()
-        job = Job(pipeline, pixels, prompts, styles, loop.time() + timeout, loop.create_future())
+        job = Job(pipeline, pixels, prompt, style, loop.time() + timeout, loop.create_future())
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -207,22 +209,24 @@ class MicroBatcher:
                 if not job.future.done():
                     job.future.set_exception(internal())
 
-    def _score(self, pipeline: Any, pixels: np.ndarray, prompts: list[str], styles: list[str | None]) -> Any:
+    def _score(self, jobs: list[Job]) -> Any:
+        """In an inference thread: the batch's pixels joined and scored (the concatenate releases the GIL too)."""
         if self.simulate_latency:
             time.sleep(self.simulate_latency)
-        return pipeline.score(pixels, prompts, styles)
+        pixels = jobs[0].pixels if len(jobs) == 1 else np.concatenate([j.pixels for j in jobs])
+        return jobs[0].pipeline.score_requests(
+            pixels, [j.prompt for j in jobs], [j.size for j in jobs], [j.style for j in jobs]
+        )
 
     async def _infer(self, jobs: list[Job]) -> None:
         loop = asyncio.get_running_loop()
         pipeline = jobs[0].pipeline
-        pixels = jobs[0].pixels if len(jobs) == 1 else np.concatenate([j.pixels for j in jobs])
-        prompts = [p for j in jobs for p in j.prompts]
-        styles = [s for j in jobs for s in j.styles]
+        images = sum(j.size for j in jobs)
         started = time.perf_counter()
-        self.metrics.batch_size.observe(len(pixels))
+        self.metrics.batch_size.observe(images)
         self.metrics.batch_requests.observe(len(jobs))
         try:
-            scores = await loop.run_in_executor(self._executor, self._score, pipeline, pixels, prompts, styles)
+            scores = await loop.run_in_executor(self._executor, self._score, jobs)
         except Exception as exc:
             if self.backend_down(exc):
                 log.warning("inference backend unavailable: %s: %s", type(exc).__name__, exc)
@@ -253,7 +257,7 @@ class MicroBatcher:
                         scores.reward[offset : offset + k],
                         queue_time,
                         inference,
-                        len(pixels),
+                        images,
                     )
                 )
             offset += k

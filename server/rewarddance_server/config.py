@@ -47,8 +47,8 @@ class Settings:
     host: str = "127.0.0.1"
     http_port: int = 8000
     grpc_port: int = 8001  # 0 -> pick a free port; -1 -> no gRPC
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
+    intra_op_threads: int = 1  # per inference run: concurrent batches use the other cores (scoring/backend.py)
+    inter_op_threads: int = 1
     # batching and load
     max_batch: int = 16  # images per inference batch (a single larger request still runs as one batch)
     max_wait_ms: float = 2.0  # how long the batcher waits to fill a batch

@@ -5,6 +5,12 @@ request arrives, or the body timeout, whichever is sooner) and against the proce
 before parsing; JSON is parsed by hand so that every malformed input gets the contract's error JSON naming the
 field (never FastAPI's default 422 shape, never a 500: nesting beyond the parser's depth is a 400 too). A client
 that goes away mid-upload is counted as 499 ``client_disconnected``, not as a server error.
+
+JSON in and out goes through orjson (the hot path, issue 18); a body orjson refuses is parsed again by the standard
+library, so what is accepted and every error message stay as they were (NaN literals, lone surrogates and nesting
+past orjson's depth limit are accepted or refused by the standard library's rules). One difference: orjson reads
+an integer beyond 64 bits as a float, so such a ``version`` is refused as not an integer (422) instead of as an
+unknown version (404).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -224,8 +231,20 @@ def request_timeout(request: Request) -> float | None:
     return seconds
 
 
+class FastJSONResponse(JSONResponse):
+    """A JSON response rendered by orjson (NaN, never produced on purpose, becomes null instead of a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def _loads(data: bytes | str) -> Any:
-    """``json.loads``, with nesting beyond the parser's depth as a ValueError (Python raises RecursionError)."""
+    """orjson, else ``json.loads`` (see the module docstring), with nesting beyond the standard parser's depth as a
+    ValueError (Python raises RecursionError)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(data)
     except RecursionError:
@@ -355,7 +374,7 @@ def error_response(error: GatewayError, rid: str) -> JSONResponse:
     headers = {"x-request-id": rid, **error.headers()}
     if error.status in (408, 499):  # the body was not read to its end: this connection cannot carry another request
         headers["connection"] = "close"
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    return FastJSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
@@ -403,7 +422,7 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
             if timing.inference_time or timing.queue_time:
                 headers["x-queue-time"] = f"{timing.queue_time:.6f}"
                 headers["x-inference-time"] = f"{timing.inference_time:.6f}"
-            response: Response = JSONResponse(payload, headers=headers)
+            response: Response = FastJSONResponse(payload, headers=headers)
         except GatewayError as exc:
             code = exc.code
             response = error_response(exc, rid)
@@ -515,14 +534,14 @@ def create_app(service: Service, auth: Authenticator | None = None) -> FastAPI:
         """Readiness: 200 once models are loaded and warmed and the backend is up, else 503; both list the served
         versions and the versions skipped because they failed to load (no paths: this route needs no key)."""
         if service.ready:
-            return JSONResponse({"status": "ready", **service.readiness()})
+            return FastJSONResponse({"status": "ready", **service.readiness()})
         try:
             service._check_ready()
             error = GatewayError(503, "not_ready", "not ready")
         except GatewayError as exc:
             error = exc
         body = {"status": "not_ready", **error.body(), **service.readiness()}
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        return FastJSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
     @app.get("/metrics")
     async def prometheus() -> Response:

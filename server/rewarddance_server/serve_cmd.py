@@ -57,8 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grpc-port", type=int, default=_env_int("REWARDDANCE_GRPC_PORT", 8001), help="0 = any free port, -1 = off"
     )
-    parser.add_argument("--intra-op-threads", type=int, default=_env_int("REWARDDANCE_INTRA_OP_THREADS", 0))
-    parser.add_argument("--inter-op-threads", type=int, default=_env_int("REWARDDANCE_INTER_OP_THREADS", 0))
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=_env_int("REWARDDANCE_INTRA_OP_THREADS", 1),
+        help="onnxruntime threads per inference run (default 1: batches run side by side instead; 0: one per core)",
+    )
+    parser.add_argument("--inter-op-threads", type=int, default=_env_int("REWARDDANCE_INTER_OP_THREADS", 1))
     parser.add_argument("--max-batch", type=int, default=_env_int("REWARDDANCE_MAX_BATCH", 16))
     parser.add_argument("--max-wait-ms", type=float, default=_env_float("REWARDDANCE_MAX_WAIT_MS", 2.0))
     parser.add_argument(

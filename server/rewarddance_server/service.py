@@ -97,11 +97,12 @@ class Served:
             self.idle.set()
 
 
-def _result(components: np.ndarray, reward: float) -> dict[str, Any]:
-    return {
-        "reward": float(reward),
-        "components": {name: float(components[i]) for i, name in enumerate(COMPONENTS)},
-    }
+def _results(components: np.ndarray, reward: np.ndarray) -> list[dict[str, Any]]:
+    """Response rows: the arrays become Python floats in two calls, not one call per value."""
+    return [
+        {"reward": r, "components": dict(zip(COMPONENTS, c, strict=True))}
+        for c, r in zip(components.tolist(), np.asarray(reward, dtype=np.float64).tolist(), strict=True)
+    ]
 
 
 def parse_common(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -426,10 +427,7 @@ class Service:
                 cancelled.set()  # the decode thread stops before its next image (DecodeCancelled, unheard)
                 raise deadline_exceeded(timeout) from None
             timing.decode_time = time.perf_counter() - started
-            n = len(pixels)
-            result = await self.batcher.submit(
-                pipeline, pixels, [prompt] * n, [style] * n, max(0.0, deadline - loop.time())
-            )
+            result = await self.batcher.submit(pipeline, pixels, prompt, style, max(0.0, deadline - loop.time()))
             timing.queue_time, timing.inference_time = result.queue_time, result.inference_time
             reward = composite(result.components, resolved) if overridden else result.reward
             return served, resolved, result.components, np.asarray(reward, dtype=np.float64)
@@ -453,7 +451,7 @@ class Service:
         served, resolved, components, reward = await self._run(inp, timeout, timing)
         return {
             **self._header(served, resolved),
-            "results": [_result(c, r) for c, r in zip(components, reward, strict=True)],
+            "results": _results(components, reward),
         }
 
     async def rank(self, inp: ScoringInput, timeout: float | None = None, timing: Timing | None = None) -> dict:
@@ -463,7 +461,7 @@ class Service:
         return {
             **self._header(served, resolved),
             "indices": [int(i) for i in order],
-            "results": [_result(c, r) for c, r in zip(components, reward, strict=True)],
+            "results": _results(components, reward),
         }
 
     async def compare(self, inp: ScoringInput, timeout: float | None = None, timing: Timing | None = None) -> dict:
@@ -478,8 +476,8 @@ class Service:
             **self._header(served, resolved),
             "preferred": preferred,
             "probability": probability,
-            "a": _result(components[0], ra),
-            "b": _result(components[1], rb),
+            "a": _results(components[:1], reward[:1])[0],
+            "b": _results(components[1:2], reward[1:2])[0],
         }
 
     # -- models and reload --------------------------------------------------------------------------------------

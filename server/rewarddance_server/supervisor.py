@@ -15,9 +15,9 @@ it is safe.
   the supervisor records it and tells every other worker to load that same version. ``--watch`` runs in worker 0
   only, and its reloads fan out the same way. Every worker reports what it serves after each load, and the
   supervisor sends the table to all of them, so ``/v1/models`` says which version each worker serves.
-- Threads: unless ``--intra-op-threads`` is given, each worker's onnxruntime gets cores / N threads (N workers
-  with all cores each oversubscribe the machine: on 2 cores, 2 workers with 2 threads each served 1.10x the
-  images/s of one process, with 1 thread each 1.44x; benchmarks/results/gateway_processes.md).
+- Threads: each inference run gets ``--intra-op-threads`` onnxruntime threads (default 1; ``0`` here means cores / N
+  per worker). N workers with all cores each oversubscribe the machine: on 2 cores, 2 workers with 2 threads each
+  served 1.10x the images/s of one process, with 1 thread each 1.44x (benchmarks/results/gateway_processes.md).
 - Metrics: a fresh ``PROMETHEUS_MULTIPROC_DIR`` makes ``/metrics`` report all workers, whichever one answers.
 - A worker that dies is started again, on the supervisor's versions; a worker that dies within
   ``FAST_EXIT_S`` of its start ``MAX_FAST_EXITS`` times in a row stops the gateway (exit 1) instead of looping.

@@ -14,6 +14,10 @@ A feature reward model (v1) runs two encoders and the numpy component scorers fi
 Prompt features are cached (LRU by text): ranking N images of one prompt encodes it once, and repeat prompts
 across requests cost nothing. The encoders and the reward model run on whatever backend is given (embedded
 onnxruntime by default, Triton in the gateway), each as a batch over every image of the call.
+
+The gateway calls :meth:`RewardPipeline.score_requests`: one prompt and style per request, a count of images
+each, so the Python work of a batch grows with its requests, not its images (a pixel model's batch is one cache
+lookup per request, one ``np.repeat`` and one onnxruntime call).
 """
 
 from __future__ import annotations
@@ -163,14 +167,34 @@ class RewardPipeline:
         use_cache: bool = True,
     ) -> Scores:
         """pixels (n, s, s, 3) uint8 (decoded and resized by ``rewarddance.preprocess``), one prompt per image."""
+        if len(prompts) != len(pixels):
+            raise ValueError(f"{len(pixels)} images but {len(prompts)} prompts")
+        return self.score_requests(pixels, prompts, [1] * len(prompts), styles, use_cache)
+
+    def score_requests(
+        self,
+        pixels: np.ndarray,
+        prompts: list[str],
+        counts: list[int],
+        styles: list[str | None] | None = None,
+        use_cache: bool = True,
+    ) -> Scores:
+        """pixels (n, s, s, 3) uint8 of several requests back to back: request i has ``counts[i]`` images, all for
+        ``prompts[i]`` (and ``styles[i]``)."""
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
         n = len(pixels)
         if pixels.shape[1:] != (self.image_size, self.image_size, 3):
             raise ValueError(f"pixels must be (n, {self.image_size}, {self.image_size}, 3), got {pixels.shape}")
-        if len(prompts) != n:
-            raise ValueError(f"{n} images but {len(prompts)} prompts")
+        if len(prompts) != len(counts) or (styles is not None and len(styles) != len(counts)):
+            raise ValueError(f"{len(counts)} requests but {len(prompts)} prompts")
+        if sum(counts) != n:
+            raise ValueError(f"{n} images but the requests hold {sum(counts)}")
         if self.pixel:
-            return self._score_pixels(pixels, prompts, styles, use_cache)
+            return self._score_pixels(pixels, prompts, counts, styles, use_cache)
+        repeat = np.asarray(counts)
+        prompts = np.repeat(np.asarray(prompts, dtype=object), repeat).tolist()
+        if styles is not None:
+            styles = np.repeat(np.asarray(styles, dtype=object), repeat).tolist()
         features = self.prompt_features(prompts, use_cache)
         image = self.backend.infer(self.image_encoder, {"pixels": pixels})
         batch = FeatureBatch(
@@ -193,21 +217,23 @@ class RewardPipeline:
         return Scores(out["components"].astype(np.float32), reward, signals)
 
     def _score_pixels(
-        self, pixels: np.ndarray, prompts: list[str], styles: list[str | None] | None, use_cache: bool
+        self,
+        pixels: np.ndarray,
+        prompts: list[str],
+        counts: list[int],
+        styles: list[str | None] | None,
+        use_cache: bool,
     ) -> Scores:
         """The pixel model reads the style from the prompt's words: a requested style is appended to the prompt
-        the way the shapes world's prompts name one ("<prompt>, <style>")."""
+        the way the shapes world's prompts name one ("<prompt>, <style>"). Per request, not per image."""
         if styles is not None:
             prompts = [p if s is None else f"{p}, {s}" for p, s in zip(prompts, styles, strict=True)]
         features = self.prompt_features(prompts, use_cache)
-        out = self.backend.infer(
-            self.model,
-            {
-                "pixels": pixels,
-                "prompt_tokens": np.stack([f.tokens for f in features], dtype=np.float32),
-                "prompt_mask": np.stack([f.mask for f in features]),
-            },
-        )
+        tokens = np.stack([f.tokens for f in features], dtype=np.float32)
+        mask = np.stack([f.mask for f in features])
+        if len(counts) != len(pixels):  # several images per request: each request's prompt once per image
+            tokens, mask = np.repeat(tokens, counts, axis=0), np.repeat(mask, counts, axis=0)
+        out = self.backend.infer(self.model, {"pixels": pixels, "prompt_tokens": tokens, "prompt_mask": mask})
         reward = out["reward"].reshape(len(pixels)).astype(np.float32)
         return Scores(out["components"].astype(np.float32), reward, None)
 
