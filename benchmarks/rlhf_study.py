@@ -30,6 +30,8 @@ from rewarddance_trainer.rlhf.reward import InProcessReward, ServiceReward
 from rewarddance_trainer.rlhf.train import read_metrics, train
 from rewarddance_trainer.rlhf.train_cmd import split_prompts
 
+from rewarddance.repository import ModelRepository
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,8 +47,7 @@ def run_dir(args, name: str, version: int) -> Path:
 
 
 def model_metrics(repo: Path, name: str, version: int) -> dict:
-    manifest = json.loads((repo / name / str(version) / "manifest.json").read_text())
-    m = manifest.get("metrics", {})
+    m = ModelRepository(repo).get(name, version).manifest.metrics
     return {"test_spearman_R": m.get("spearman_reward"), "pair_accuracy": m.get("pair_accuracy")}
 
 

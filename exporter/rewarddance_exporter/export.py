@@ -36,6 +36,7 @@ from rewarddance.components.bundle import ComponentSet
 from rewarddance.components.composition import composition_features
 from rewarddance.preprocess import load_pixels
 from rewarddance.repository import (
+    DEFAULT_RESIZE,
     FEATURE_ARCHITECTURE,
     FLAVOURS,
     MODEL_FILE,
@@ -71,6 +72,7 @@ class ExportOptions(TritonOptions):
     """What to export and how it is checked; the Triton serving options (flavour, batching, ...) are inherited."""
 
     version: int | str = "auto"
+    resize: str = DEFAULT_RESIZE  # how the gateway makes a non-square upload square: "crop" or "pad"
     precisions: tuple[str, ...] = ()
     exporter: str = "torchscript"
     tolerance: float = TOLERANCE
@@ -276,10 +278,11 @@ def text_preprocessing(encoder: Encoder) -> TextPreprocessing:
     )
 
 
-def image_preprocessing(encoder: Encoder) -> ImagePreprocessing:
-    """The v1 encoders were trained on centre-cropped images (``rewarddance.preprocess``)."""
+def image_preprocessing(encoder: Encoder, resize: str = "crop") -> ImagePreprocessing:
+    """The encoder's image size, mean and std; ``resize`` for a reward version (an encoder records "crop": its
+    training images were square renders, centre-cropped by ``rewarddance.preprocess``)."""
     s = encoder.image_spec
-    return ImagePreprocessing(s.size, "crop", tuple(s.mean), tuple(s.std))
+    return ImagePreprocessing(s.size, resize, tuple(s.mean), tuple(s.std))
 
 
 # -- the reward model -----------------------------------------------------------------------------------------------
@@ -347,7 +350,7 @@ def export_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None,
             default_weights=weights_of(model),
             bt_scale=float(model.bt_scale.item()),
             encoders={k: EncoderRef(v["name"], v["version"]) for k, v in encoders.items()},
-            image=image_preprocessing(encoder),
+            image=image_preprocessing(encoder, opts.resize),
             text=text_preprocessing(encoder),
             component_scorers=COMPONENTS_DIR,
             training=training_record(run.path, run.record),

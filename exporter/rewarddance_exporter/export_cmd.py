@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rewarddance.repository import FLAVOURS, PublishError
+from rewarddance.repository import DEFAULT_RESIZE, FLAVOURS, RESIZE_MODES, PublishError
 
 
 def _version(text: str) -> int | str:
@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", type=Path, default=Path("model_repository"), help="model repository root")
     parser.add_argument("--version", type=_version, default="auto", help="version number or 'auto' (the next)")
     parser.add_argument("--flavour", choices=FLAVOURS, default="onnxruntime", help="Triton backend flavour")
+    parser.add_argument(
+        "--resize", choices=RESIZE_MODES, default=DEFAULT_RESIZE, help="how the gateway squares non-square uploads"
+    )
     parser.add_argument(
         "--precision", action="append", choices=("fp16", "int8"), default=[], help="also write this variant"
     )
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     opts = ExportOptions(
         version=args.version,
         flavour=args.flavour,
+        resize=args.resize,
         precisions=tuple(dict.fromkeys(args.precision)),
         exporter=args.exporter,
         max_batch_size=args.max_batch_size,

@@ -173,12 +173,8 @@ def torch_scores(states: PromptStates, model: PixelRewardModel, pixels: np.ndarr
     return np.concatenate([c.numpy(), r.numpy()[:, None]], axis=1)
 
 
-def export_pixel_run(
-    run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None, log=print, resize: str = "crop"
-) -> RewardManifest:
-    """Export a pixel reward run and its prompt encoder; returns the reward version's manifest as published.
-
-    ``resize``: how the gateway makes a non-square upload square (``preprocess.resize`` in the manifest)."""
+def export_pixel_run(run_dir: Path, repo_dir: Path, opts: ExportOptions | None = None, log=print) -> RewardManifest:
+    """Export a pixel reward run and its prompt encoder; returns the reward version's manifest as published."""
     opts = opts or ExportOptions()
     if opts.precisions:
         raise ExportError("fp16 / int8 variants are not built for pixel reward models yet; export fp32")
@@ -215,7 +211,7 @@ def export_pixel_run(
             default_weights=weights_of(model),
             bt_scale=float(model.bt_scale.item()),
             encoders={"text": EncoderRef(encoder["name"], encoder["version"])},
-            image=ImagePreprocessing(model.cfg.image_size, resize),
+            image=ImagePreprocessing(model.cfg.image_size, opts.resize),
             text=text_preprocessing(states),
             styles=tuple(STYLES),
             training=training_record(Path(run_dir), run_json),

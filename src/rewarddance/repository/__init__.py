@@ -11,9 +11,11 @@ the benchmarks all read and write the repository through this package.
 
 from .layout import CONFIG, MANIFEST, MODEL_FILE, PIN_FILE, ModelRepository, ModelVersion, RepositoryError
 from .manifest import (
+    DEFAULT_RESIZE,
     FEATURE_ARCHITECTURE,
     FORMAT,
     PIXEL_ARCHITECTURE,
+    RESIZE_MODES,
     REWARD_KIND,
     EncoderManifest,
     EncoderRef,
@@ -31,6 +33,7 @@ from .triton import FLAVOURS, TritonOptions
 
 __all__ = [
     "CONFIG",
+    "DEFAULT_RESIZE",
     "FEATURE_ARCHITECTURE",
     "FLAVOURS",
     "FORMAT",
@@ -38,6 +41,7 @@ __all__ = [
     "MODEL_FILE",
     "PIN_FILE",
     "PIXEL_ARCHITECTURE",
+    "RESIZE_MODES",
     "REWARD_KIND",
     "EncoderManifest",
     "EncoderRef",

@@ -35,6 +35,7 @@ FEATURE_ARCHITECTURE = "feature"  # v1: frozen encoders' features + component sc
 PIXEL_ARCHITECTURE = "pixel"  # v2: one graph from pixels + prompt states
 ARCHITECTURES = (FEATURE_ARCHITECTURE, PIXEL_ARCHITECTURE)
 RESIZE_MODES = ("crop", "pad")  # how a non-square upload becomes square (rewarddance.preprocess)
+DEFAULT_RESIZE = "crop"  # what a new export writes unless told (docs/api.md, "Non-square images", has the numbers)
 
 
 class ManifestError(ValueError):
@@ -150,6 +151,10 @@ class ImagePreprocessing:
     resize: str = "crop"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
 
     def to_json(self) -> dict:
         out: dict = {"image_size": self.image_size}
