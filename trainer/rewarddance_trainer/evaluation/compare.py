@@ -9,11 +9,13 @@ prompts, with our encoder's features. See ``features.py`` for what each metric i
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from rewarddance.ab.pairs import Pair, PairSet
@@ -53,10 +55,20 @@ class Side:
     seconds_generating: float
 
 
-def generate(path: Path, prompts: list[str], cfg: CompareConfig, progress: bool = True) -> tuple[np.ndarray, float]:
-    """Samples of one generator; batch i of prompts uses seed ``cfg.seed * 100_003 + i`` on both sides."""
+def generate(
+    path: Path, prompts: list[str], cfg: CompareConfig, progress: bool = True, cache: Path | None = None
+) -> tuple[np.ndarray, float]:
+    """Samples of one generator; batch i of prompts uses seed ``cfg.seed * 100_003 + i`` on both sides.
+
+    With ``cache`` (a .npz path) the samples are kept there and reused by a rerun with the same generator, prompts
+    and sampling settings: sampling is the long part, so an interrupted comparison resumes after it."""
     from ..generator.load import generate_images, load_generator
 
+    key = json.dumps([str(Path(path).resolve()), prompts, cfg.n, cfg.steps, cfg.guidance, cfg.seed, cfg.batch_prompts])
+    if cache is not None and cache.exists():
+        with np.load(cache) as stored:
+            if str(stored["key"]) == key:
+                return stored["images"], float(stored["seconds"])
     pipe = load_generator(path)
     started = time.perf_counter()
     out = []
@@ -64,22 +76,27 @@ def generate(path: Path, prompts: list[str], cfg: CompareConfig, progress: bool 
     for i, start in enumerate(tqdm(batches, desc=f"sampling {Path(path).name}", disable=not progress)):
         chunk = prompts[start : start + cfg.batch_prompts]
         out.append(generate_images(pipe, chunk, cfg.n, cfg.steps, cfg.guidance, cfg.seed * 100_003 + i, len(chunk)))
-    return np.concatenate(out), time.perf_counter() - started
+    images, seconds = np.concatenate(out), time.perf_counter() - started
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(cache.with_suffix(".tmp"), "wb") as f:
+            np.savez(f, key=key, images=images, seconds=seconds)
+        cache.with_suffix(".tmp").replace(cache)
+    return images, seconds
 
 
 def served_scores(repo: Path, model: str | None, images: np.ndarray, texts: list[str]) -> np.ndarray:
     """(n, 5) served components and R, through the serving pipeline (images resized as the gateway does)."""
     from rewarddance.preprocess import load_pixels
+    from rewarddance.repository import REWARD_KIND, ModelRepository
     from rewarddance.scoring.pipeline import RewardPipeline
-    from rewarddance.scoring.repository import ModelRepository
 
-    repository = ModelRepository(repo)
     if model is None:
-        rewards = repository.models(kind="reward")
+        rewards = ModelRepository(repo).models(kind=REWARD_KIND)
         if not rewards:
             raise ValueError(f"no reward model in {repo} (run `rewarddance bootstrap --repo {repo}`)")
         model = rewards[0]
-    pipeline = RewardPipeline(repository, model).load()
+    pipeline = RewardPipeline(repo, model).load()
     pixels = load_pixels(list(images), pipeline.image_size)
     out = []
     for i in range(0, len(pixels), 64):
@@ -159,6 +176,7 @@ def measure_side(path, images, seconds, texts, real, metrics, oracle, specs, rep
     per_image["encoder_score"] = encoder_score(pooled, metrics.texts(texts))
     per_prompt = {k: per_prompt_mean(v, cfg.n) for k, v in per_image.items()}
     per_prompt["patch_diversity"] = patch_diversity(tokens, cfg.n)
+    torch.manual_seed(cfg.seed)  # KID's random subsets: the same draw for both sides and every rerun
     point = fid_kid(real, images, metrics.fid_features, subset_size=min(100, len(images)))
     return Side(str(path), images, per_image, per_prompt, point, fid_features(metrics, images), seconds)
 
@@ -204,16 +222,18 @@ def compare_generators(
     prompts = eval_prompts(cfg.prompts, data, cfg.split, cfg.seed)
     texts = [t for t in prompts for _ in range(cfg.n)]
     specs = [parse_prompt(t) for t in texts]
+    caches = {side: Path(pairs_out) / ".samples" / f"{side}.npz" if pairs_out else None for side in SIDES}
+    samples = {
+        side: generate(path, prompts, cfg, progress, caches[side]) for side, path in zip(SIDES, (a, b), strict=True)
+    }
+    if samples["a"][0].shape != samples["b"][0].shape:
+        raise ValueError(f"A and B sample at different sizes: {samples['a'][0].shape} vs {samples['b'][0].shape}")
+    real = reference_renders(prompts, cfg.n, samples["a"][0].shape[1], cfg.seed)
     metrics, oracle = EncoderMetrics(Encoder.load(encoder_run)), Oracle.load()
-    sides: dict[str, Side] = {}
-    real = None
-    for side, path in zip(SIDES, (a, b), strict=True):
-        images, seconds = generate(path, prompts, cfg, progress)
-        if real is None:
-            real = reference_renders(prompts, cfg.n, images.shape[1], cfg.seed)
-        elif images.shape[1:] != real.shape[1:]:
-            raise ValueError(f"A and B sample at different sizes: {real.shape[1:]} vs {images.shape[1:]}")
-        sides[side] = measure_side(path, images, seconds, texts, real, metrics, oracle, specs, repo, model, cfg)
+    sides = {
+        side: measure_side(path, *samples[side], texts, real, metrics, oracle, specs, repo, model, cfg)
+        for side, path in zip(SIDES, (a, b), strict=True)
+    }
 
     per_prompt = {
         key: paired(sides["a"].per_prompt[key], sides["b"].per_prompt[key], cfg.bootstrap, cfg.seed)
