@@ -103,9 +103,8 @@ class PairSet:
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         ids = [p.pair_id for p in self.pairs]
-        if order == "uncertain":
-            gap = {p.pair_id: p.reward_gap for p in self.pairs}
-            return sorted(ids, key=lambda i: (gap[i], ids.index(i)))
+        if order == "uncertain":  # a stable sort: equal gaps keep the file order
+            return [p.pair_id for p in sorted(self.pairs, key=lambda p: p.reward_gap)]
         if order == "random":
             import random
 
