@@ -36,7 +36,7 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 # (stage, substrings of a frame "function (file:line)"), first match from the top of the list wins for a stack
 STAGES = [
     ("onnxruntime (session.run)", ["onnxruntime_inference_collection.py"]),
-    ("image decode + resize", ["decode_image", "decode_images", "open_checked", "resize_crop", "load_pixels"]),
+    ("image decode + resize", ["decode_image", "decode_images", "open_checked", "square_pixels", "load_pixels"]),
     ("base64 decode", ["decode_base64"]),
     ("JSON parse", ["_json_object", "_images_from_json", "_loads"]),
     ("response JSON", ["render (starlette", "render (rewarddance", "_result (", "dumps"]),

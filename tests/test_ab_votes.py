@@ -99,8 +99,8 @@ def test_votes_import_and_fine_tune_the_reward_model_towards_the_voted_direction
     args += ["--warmup", "2", "--eval-every", "10", "--val-prompts", "0", "--test-prompts", "0", "--ckpt-every", "10"]
     args += ["--workers", "0", "--no-progress"]
     assert main(args) == 0
-    manifest = json.loads((run / "run.json").read_text())
-    assert manifest["val_metrics"]["pair_accuracy"] > 0.8  # selected by val pair accuracy (no ratings)
+    run_json = json.loads((run / "run.json").read_text())
+    assert run_json["val_metrics"]["pair_accuracy"] > 0.8  # selected by val pair accuracy (no ratings)
     after = _grey_preferred(run, held_out, colour)
     assert after > 0.8 and after - before > 0.5, (before, after)
 

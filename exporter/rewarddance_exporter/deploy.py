@@ -120,7 +120,7 @@ def evaluate(pipeline: RewardPipeline, eval_set: EvalSet) -> dict[str, float]:
     texts = images.text.tolist()
     components, reward = [], []
     for start in range(0, len(paths), SCORE_BATCH):
-        pixels = load_pixels(paths[start : start + SCORE_BATCH], pipeline.image_size)
+        pixels = load_pixels(paths[start : start + SCORE_BATCH], pipeline.image_size, pipeline.resize)
         scores = pipeline.score(pixels, texts[start : start + SCORE_BATCH])
         components.append(scores.components)
         reward.append(scores.reward)

@@ -22,6 +22,7 @@ from .connections import guarded_protocol
 from .grpc_server import GrpcGateway
 from .http_app import create_app
 from .service import Service
+from .worker_link import WorkerLink
 
 log = logging.getLogger("rewarddance_server.app")
 
@@ -54,7 +55,7 @@ class Gateway:
         _ensure_file_descriptors(settings.max_connections)
         self.http = _Uvicorn(config)
         self.grpc: GrpcGateway | None = None
-        self.link: Any = None  # supervisor.WorkerLink when this process is one of several workers
+        self.link: WorkerLink | None = None  # when this process is one of several workers
         self.stopping: asyncio.Event | None = None
         self.http_port: int | None = None
         self.grpc_port: int | None = None
@@ -119,8 +120,6 @@ class Gateway:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         if self.settings.worker is not None:
-            from .supervisor import WorkerLink
-
             self.link = WorkerLink(self, loop)
             self.link.attach()
         await self.start()

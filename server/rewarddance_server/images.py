@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from rewarddance.preprocess import resize_crop, resized_size
+from rewarddance.preprocess import resized_size, square_pixels
 
 from .errors import GatewayError, bad_request
 
@@ -51,9 +51,10 @@ def decode_base64(text: object, field: str) -> bytes:
 
 @dataclass(frozen=True)
 class ImageLimits:
-    size: int  # the model's input size: the shorter side is resized to it, then centre-cropped
+    size: int  # the model's input size: a square of this side, by cropping or padding (``resize``)
     max_pixels: int  # decoded input
     max_resized_pixels: int  # after the resize, before the crop
+    resize: str = "crop"  # the model manifest's preprocess.resize
 
 
 class DecodeCancelled(Exception):
@@ -86,7 +87,7 @@ def open_checked(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
             f"{field} is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}",
             field,
         )
-    resized_w, resized_h = resized_size(width, height, limits.size)
+    resized_w, resized_h = resized_size(width, height, limits.size, limits.resize)
     if resized_w * resized_h > limits.max_resized_pixels:
         raise GatewayError(
             413,
@@ -107,7 +108,7 @@ def decode_image(data: bytes, field: str, limits: ImageLimits) -> np.ndarray:
             warnings.simplefilter("ignore")
             image.load()
             rgb = image.convert("RGB")
-        return resize_crop(rgb, limits.size)
+        return square_pixels(rgb, limits.size, limits.resize)
     except GatewayError:
         raise
     except Exception as exc:  # truncated data, bad CRC, broken JPEG markers, ...

@@ -30,8 +30,8 @@ import numpy as np
 
 from rewarddance.components.base import COMPONENTS
 from rewarddance.components.composite import WeightsError, as_decimal, composite, resolve_weights
+from rewarddance.repository import CONFIG, REWARD_KIND, ModelRepository, RepositoryError
 from rewarddance.scoring.pipeline import RewardPipeline
-from rewarddance.scoring.repository import CONFIG, REWARD_KIND, ModelRepository, RepositoryError
 
 from .admission import Budget, Lease
 from .batcher import MicroBatcher, is_backend_down
@@ -196,8 +196,8 @@ class Service:
         for name in sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CONFIG).exists()):
             for version in reversed(self.repository.versions(name)):
                 try:
-                    kind = self.repository.get(name, version).manifest.get("kind")
-                except Exception:  # unreadable, not JSON, not an object
+                    kind = self.repository.get(name, version).manifest.kind
+                except Exception:  # unreadable, not JSON, not a manifest of this format
                     continue
                 if kind == REWARD_KIND:
                     names.append(name)
@@ -418,7 +418,9 @@ class Service:
             prompt, style, resolved, overridden = self._validate(inp, pipeline)
             lease.take(self.inflight_images, len(inp.images))
             started = time.perf_counter()
-            limits = ImageLimits(pipeline.image_size, self.settings.max_pixels, self.settings.max_resized_pixels)
+            limits = ImageLimits(
+                pipeline.image_size, self.settings.max_pixels, self.settings.max_resized_pixels, pipeline.resize
+            )
             cancelled = threading.Event()
             decode = loop.run_in_executor(self._decoder, decode_images, inp.images, inp.fields, limits, cancelled)
             try:
@@ -491,28 +493,22 @@ class Service:
                     manifest = pipeline.manifest if v == pipeline.version else self.repository.get(name, v).manifest
                 except Exception:
                     continue
-                if manifest.get("kind") != REWARD_KIND:
+                if manifest.kind != REWARD_KIND:
                     continue
                 versions.append(
                     {
                         "version": v,
                         "ready": v == pipeline.version,
-                        "parameters": int(manifest.get("parameters") or 0),
-                        "metrics": {
-                            k: float(x)
-                            for k, x in (manifest.get("metrics") or {}).items()
-                            if isinstance(x, (int, float)) and not isinstance(x, bool)
-                        },
-                        "default_weights": {
-                            k: as_decimal(float(x)) for k, x in (manifest.get("default_weights") or {}).items()
-                        },
-                        "components": list(manifest.get("components") or COMPONENTS),
+                        "parameters": manifest.parameters,
+                        "metrics": dict(manifest.metrics),
+                        "default_weights": {k: as_decimal(x) for k, x in manifest.default_weights.items()},
+                        "components": list(manifest.components),
                     }
                 )
             models.append(
                 {
                     "name": name,
-                    "scale": str(pipeline.manifest.get("scale", "")),
+                    "scale": pipeline.manifest.scale,
                     "default_version": pipeline.version,
                     "versions": versions,
                 }

@@ -15,7 +15,7 @@ import time
 import numpy as np
 from tritonclient.utils import np_to_triton_dtype
 
-from rewarddance.scoring.repository import ModelVersion
+from rewarddance.repository import ModelVersion
 
 
 class TritonUnavailable(ConnectionError):
@@ -93,7 +93,7 @@ class TritonBackend:
             tensor = tc.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
             tensor.set_data_from_numpy(value)
             request.append(tensor)
-        names = [o["name"] for o in version.manifest["outputs"]]
+        names = [o.name for o in version.manifest.outputs]
         outputs = [tc.InferRequestedOutput(n) for n in names]
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
         try:

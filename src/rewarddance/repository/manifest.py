@@ -274,14 +274,6 @@ class _Common:
             "version": r.get("version", int, 0),
         }
 
-    # A transitional read-only view for readers that still index the manifest as a dict; removed once every
-    # reader uses the typed fields (the tree test enforces it).
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_json().get(key, default)
-
 
 @dataclass(frozen=True, kw_only=True)
 class EncoderManifest(_Common):

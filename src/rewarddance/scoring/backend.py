@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .repository import ModelVersion
+from ..repository import ModelVersion, Variant
 
 
 class InferenceBackend(Protocol):
@@ -60,11 +60,10 @@ class OnnxRuntimeBackend:
             "enable_mem_pattern": True,
         }
 
-    def _variant(self, version: ModelVersion) -> dict:
-        """The manifest's record of the requested variant (fp16, int8) where the version has one, else fp32."""
-        if self.variant:
-            return version.manifest.get("variants", {}).get(self.variant) or {}
-        return {}
+    def _variant(self, version: ModelVersion) -> Variant | None:
+        """The manifest's record of the requested variant (fp16, int8) where the version has one, else None (fp32)."""
+        variants = getattr(version.manifest, "variants", {})  # reward versions only
+        return variants.get(self.variant) if self.variant else None
 
     def load(self, version: ModelVersion) -> None:
         import onnxruntime as ort
@@ -83,9 +82,9 @@ class OnnxRuntimeBackend:
         options.enable_cpu_mem_arena = True
         options.enable_mem_pattern = True
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if variant.get("graph_optimization") == "basic":
+        if variant is not None and variant.graph_optimization == "basic":
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        path = version.path / variant["file"] if variant else version.onnx
+        path = version.path / variant.file if variant is not None else version.onnx
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         with self._lock:
             self._sessions.setdefault(key, (session, [o.name for o in session.get_outputs()]))

@@ -32,8 +32,8 @@ import numpy as np
 from ..components.base import COMPONENTS, FeatureBatch
 from ..components.bundle import ComponentSet
 from ..components.composition import composition_features
+from ..repository import ModelRepository, ModelVersion, RepositoryError, RewardManifest
 from .backend import InferenceBackend, OnnxRuntimeBackend
-from .repository import PIXEL_ARCHITECTURE, REWARD_KIND, ModelRepository, ModelVersion, RepositoryError
 from .tokenizer import PromptTokenizer
 
 
@@ -64,30 +64,29 @@ class RewardPipeline:
         """``model`` overrides the lookup of ``name``/``version`` (the exporter scores a version before publishing)."""
         self.repository = repository if isinstance(repository, ModelRepository) else ModelRepository(repository)
         self.model = model or self.repository.get(name, version)
-        self.manifest = self.model.manifest
-        if self.manifest.get("kind") != REWARD_KIND:
-            raise RepositoryError(f"{name} v{self.model.version} is a {self.manifest.get('kind')}, not a reward model")
+        self.manifest = manifest = self.model.manifest
+        if not isinstance(manifest, RewardManifest):
+            raise RepositoryError(f"{name} v{self.model.version} is a {manifest.kind}, not a reward model")
         self.backend = backend or OnnxRuntimeBackend()
-        self.pixel = self.manifest.get("architecture") == PIXEL_ARCHITECTURE
-        encoders = self.manifest["encoders"]
-        self.text_encoder = self.repository.get(encoders["text"]["name"], encoders["text"]["version"])
-        prep = self.manifest["preprocessing"]
-        self.image_size = int(prep["image_size"])
-        self.tokenizer = PromptTokenizer(
-            self.model.path / prep["tokenizer"], prep["context_length"], prep["pad_token_id"]
-        )
+        self.pixel = manifest.pixel
+        text, image = manifest.encoders["text"], manifest.encoders.get("image")
+        self.text_encoder = self.repository.get(text.name, text.version)
+        self.image_size = manifest.image.image_size
+        self.resize = manifest.image.resize  # how a non-square upload becomes square (rewarddance.preprocess)
+        prep = manifest.text
+        self.tokenizer = PromptTokenizer(self.model.path / prep.tokenizer, prep.context_length, prep.pad_token_id)
         if self.pixel:
             self.image_encoder, self.scorers = None, None
-            self._styles = list(self.manifest.get("styles", []))
+            self._styles = list(manifest.styles)
         else:
-            self.image_encoder = self.repository.get(encoders["image"]["name"], encoders["image"]["version"])
-            self.scorers = ComponentSet.load(self.model.path / self.manifest["component_scorers"])
+            self.image_encoder = self.repository.get(image.name, image.version)
+            self.scorers = ComponentSet.load(self.model.path / manifest.component_scorers)
             self._styles = list(self.scorers.style.styles)
-        self.components = tuple(self.manifest["components"])
+        self.components = manifest.components
         if self.components != COMPONENTS:
             raise RepositoryError(f"{name} v{self.version} has components {self.components}, expected {COMPONENTS}")
-        self.default_weights = dict(self.manifest["default_weights"])
-        self.bt_scale = float(self.manifest["bt_scale"])
+        self.default_weights = dict(manifest.default_weights)
+        self.bt_scale = manifest.bt_scale
         self._cache: OrderedDict[str, PromptFeatures] = OrderedDict()
         self._cache_size = prompt_cache_size
         self._lock = threading.Lock()
