@@ -232,6 +232,8 @@ def phase_report(args, cfg: RLHFConfig) -> None:
                         "hacking_gap": (r["proxy"] - base_proxy) / base_proxy - (r["gold"] - base_gold) / base_gold,
                     }
                 )
+    if bon:
+        subset_gold(args, rows, bon["prompts"])
     net = json.loads((args.runs / "net.json").read_text()) if (args.runs / "net.json").exists() else None
     payload = {
         "machine": machine(),
@@ -249,6 +251,24 @@ def phase_report(args, cfg: RLHFConfig) -> None:
     plot(rows, bon, RESULTS / "rlhf.png")
     before_after_sheet(args, rows, RESULTS / "rlhf_sheet.png")
     print(markdown(payload))
+
+
+def subset_gold(args, rows: list[dict], k: int) -> None:
+    """RL rows' gold on the best-of-N prompts alone (the first ``k`` held-out prompts), for a like-for-like check."""
+    gold = GoldScorer()
+    prompts = split_prompts(args.data, "test")[:k]
+    cache: dict[Path, float] = {}
+
+    def mean_gold(path: Path) -> float:
+        if path not in cache:
+            cache[path] = float(gold(np.load(path)[:k], prompts)["utility"].mean())
+        return cache[path]
+
+    for r in rows:
+        if r["method"] == "rlhf":
+            run = run_dir(args, *parse_model(r["spec"])[:2])
+            r[f"gold_base_first{k}"] = mean_gold(run / "eval" / "step_00000.npy")
+            r[f"gold_tuned_first{k}"] = mean_gold(run / "eval" / f"step_{r['steps']:05d}.npy")
 
 
 def before_after_sheet(args, rows: list[dict], path: Path, n_prompts: int = 8) -> None:
@@ -314,6 +334,28 @@ def markdown(p: dict) -> str:
         markdown_table(head, table),
         "",
     ]
+    k = p.get("bon_prompts")
+    subset = [r for r in p["rows"] if r["method"] == "rlhf" and f"gold_base_first{k}" in r]
+    if subset:
+        lines += [
+            f"Like for like with best-of-N: RL rows' gold on the same first {k} prompts (base sample = the RL"
+            " sampler at the evaluation seed, not best-of-N's first sample):",
+            "",
+            markdown_table(
+                ["reward model", "steps", f"gold base ({k})", f"gold tuned ({k})", "gain"],
+                [
+                    [
+                        r["reward_model"],
+                        r["steps"],
+                        _f(r[f"gold_base_first{k}"]),
+                        _f(r[f"gold_tuned_first{k}"]),
+                        f"{100 * (r[f'gold_tuned_first{k}'] / r[f'gold_base_first{k}'] - 1):+.1f}%",
+                    ]
+                    for r in subset
+                ],
+            ),
+            "",
+        ]
     if p.get("network"):
         n = p["network"]
         lines += [
