@@ -36,6 +36,12 @@ def _interval(ci: list[float]) -> str:
     return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
+def _err(point: float, ci: list[float], scale: float = 1.0) -> list[list[float]]:
+    """Error-bar lengths below and above ``point`` (a set metric's point value may lie outside its bootstrap
+    interval: torchmetrics' KID averages random subsets, the interval recomputes on all rows)."""
+    return [[max(0.0, (point - ci[0]) / scale)], [max(0.0, (ci[1] - point) / scale)]]
+
+
 def markdown(result: dict, command: str) -> str:
     cfg, sim = result["config"], result["simulated_ab"]
     lines = [
@@ -105,7 +111,7 @@ def plot(result: dict, path: Path) -> None:
         ax.errorbar(
             m["diff"],
             i,
-            xerr=[[m["diff"] - m["diff_ci95"][0]], [m["diff_ci95"][1] - m["diff"]]],
+            xerr=_err(m["diff"], m["diff_ci95"]),
             fmt="o",
             color="C0" if key.startswith("oracle") else "C1" if key.startswith("reward") else "C2",
             capsize=3,
@@ -122,7 +128,7 @@ def plot(result: dict, path: Path) -> None:
             ax.errorbar(
                 i + (j - 0.5) * 0.3,
                 m[side] / (m["a"] or 1),
-                yerr=[[(m[side] - ci[0]) / (m["a"] or 1)], [(ci[1] - m[side]) / (m["a"] or 1)]],
+                yerr=_err(m[side], ci, m["a"] or 1),
                 fmt="s",
                 color=f"C{j + 3}",
                 capsize=3,
@@ -137,7 +143,7 @@ def plot(result: dict, path: Path) -> None:
     for i, key in enumerate(rows):
         m = sim[key]
         ax.barh(i, m["mean"], color=("#3a7d44", "#9a9a9a", "#b0543a")[i])
-        ax.errorbar(m["mean"], i, xerr=[[m["mean"] - m["ci95"][0]], [m["ci95"][1] - m["mean"]]], color="k", capsize=3)
+        ax.errorbar(m["mean"], i, xerr=_err(m["mean"], m["ci95"]), color="k", capsize=3)
     ax.set_yticks(range(3), ["B preferred", "tie", "A preferred"])
     ax.invert_yaxis()
     agree = sim["reward_agrees_with_raters"]["mean"]
