@@ -389,7 +389,7 @@ def test_corrupt_newest_versions_are_skipped_at_start_and_on_reload(tmp_path: Pa
         ready = httpx.get(f"{gw.url}/readyz").json()
         assert ready["models"] == {MODEL: 1}
         assert ready["skipped"] == [
-            {"model": MODEL, "version": 3, "error": "JSONDecodeError"},
+            {"model": MODEL, "version": 3, "error": "ManifestError"},  # not valid JSON, named as such
             {"model": MODEL, "version": 2, "error": ready["skipped"][1]["error"]},
         ]
         assert str(root) not in json.dumps(ready)

@@ -188,7 +188,7 @@ def test_export_scores_the_same_through_the_serving_pipeline(pixel_run: Path, tm
     assert np.abs(served.reward - r.numpy()).max() < 1e-4
     assert served.signals is None and pipeline.versions()[0].name == "prompt_encoder"
     again = export_pixel_run(pixel_run, repo, log=lambda _: None)  # a second export reuses the prompt encoder
-    assert again["version"] == 2 and again["encoders"]["text"]["version"] == 1
+    assert again.version == 2 and again.encoders["text"].version == 1
 
 
 def test_eval_command_reports_ratings_and_gold(pixel_run: Path, pixel_data: Path, tmp_path: Path):
