@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from . import manifest as manifests
@@ -34,9 +35,10 @@ class ModelVersion:
     version: int
     path: Path
 
-    @property
+    @cached_property
     def manifest(self) -> Manifest:
-        """The version's manifest, read and checked (``ManifestError`` names the file and the field)."""
+        """The version's manifest, read and checked once (``ManifestError`` names the file and the field): a published
+        version is never rewritten, and backends read it on every inference call (Triton's output names)."""
         return manifests.load(self.path / MANIFEST)
 
     @property
