@@ -18,8 +18,8 @@ measures more gateway configurations (``name="serve flags"``) in the same run; `
 starts.
 
 A scale given as ``random`` is a random-init model of that scale on the small run's encoder and scorers, exported
-for latency only (scores are meaningless; the row says so). The load generator (asyncio, raw keep-alive HTTP/1.1, closed loop)
-runs on the same machine as the server, so on 2 cores they compete: the ratios are what this box can show.
+for latency only (scores are meaningless; the row says so). The load generator (asyncio, raw keep-alive HTTP/1.1,
+closed loop) runs on the same machine as the server, so on 2 cores they compete: the ratios are what this box can show.
 Results: benchmarks/results/serving.md, serving.json, serving.png.
 """
 
@@ -143,7 +143,9 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class Gateway:
-    def __init__(self, repo: Path, model: str | None, extra: list[str]) -> None:
+    def __init__(self, repo: Path, model: str | None, extra: list[str], env: dict[str, str] | None = None) -> None:
+        """``env``: variables set for the gateway's process on top of this one's (e.g. a PYTHONPATH that serves
+        another checkout's code)."""
         self.port, self.grpc_port = free_port(), free_port()
         cmd = [
             sys.executable,
@@ -157,7 +159,10 @@ class Gateway:
         cmd += ["--host", "127.0.0.1", "--http-port", str(self.port), "--grpc-port", str(self.grpc_port), *extra]
         started = time.perf_counter()
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"gateway-{self.port}.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.cmd = cmd
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env} if env else None
+        )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
