@@ -4,7 +4,8 @@
     python benchmarks/readme_performance.py --check    # exit 1 when the README differs from the result files
 
 Reads benchmarks/results/serving.json (issue 18's rows: gateway and bare images/s, their ratio, vs eager, compute
-share, the micro-batching gain, CPU per image, load average, matmul rate) and, when present, soak.json (issue 17).
+share, the micro-batching gain, CPU per image, load average, matmul rate) and, when present, soak.json and
+hardening_throughput.json (issue 17).
 """
 
 from __future__ import annotations
@@ -87,6 +88,23 @@ def soak_section(payload: dict) -> list[str]:
     ]
 
 
+def hardening_section(payload: dict) -> list[str]:
+    row, results = payload["row"], payload["results"]
+    parts = [
+        f"{label} {results[label]['images_per_s_mean']} img/s"
+        + (f" ({ratio['mean']:.3f}x, rounds {ratio['min']:.3f}-{ratio['max']:.3f})" if ratio else "")
+        for label in results
+        for ratio in [payload["ratio"].get(label)]
+    ]
+    commits = ", ".join(f"{g} {info.get('commit', '')[:7]}" for g, info in payload.get("gateways", {}).items())
+    return [
+        "",
+        f"Hardening cost (`benchmarks/results/hardening_throughput.json`, {row['model']} at "
+        f"{row['images_per_request']} images/request, concurrency {row['concurrency']}, the gateways interleaved "
+        f"over {len(results['before']['images_per_s'])} rounds in one run; {commits}): " + "; ".join(parts) + ".",
+    ]
+
+
 def generated() -> str:
     lines = [START, ""]
     serving = _load("serving")
@@ -95,6 +113,9 @@ def generated() -> str:
     soak = _load("soak")
     if soak:
         lines += soak_section(soak)
+    hardening = _load("hardening_throughput")
+    if hardening:
+        lines += hardening_section(hardening)
     return "\n".join([*lines, "", END])
 
 

@@ -247,9 +247,9 @@ def phase_report(args, cfg: RLHFConfig) -> None:
         "rows": rows,
         "network": net,
     }
-    write_result("rlhf", payload, markdown(payload))
-    plot(rows, bon, RESULTS / "rlhf.png")
-    before_after_sheet(args, rows, RESULTS / "rlhf_sheet.png")
+    write_result(args.name, payload, markdown(payload))
+    plot(rows, bon, RESULTS / f"{args.name}.png")
+    before_after_sheet(args, rows, RESULTS / f"{args.name}_sheet.png")
     print(markdown(payload))
 
 
@@ -418,6 +418,9 @@ def main() -> None:
     ap.add_argument("--net-repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", nargs="*", default=[], help="RLHFConfig overrides, e.g. lr=1e-3 eval_every=10")
+    ap.add_argument(
+        "--name", default="rlhf", help="result files' stem: benchmarks/results/NAME.{md,json,png}, NAME_sheet.png"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {}
