@@ -73,6 +73,10 @@ class PixelTrainConfig:
     # prompt and a random one, 0.840 vs 0.843)
     swap_weight: float = 1.0
     swap_images: int = 4
+    # + edit_swap_weight * softplus(F(image, its prompt with one colour/shape/position changed) - F(image, its
+    # prompt)) for the swap_images candidates of each prompt rated most faithful: a hard negative that differs in
+    # one word (edits.py; needs `rewarddance data prompt-states DATA --edited`). 0: off.
+    edit_swap_weight: float = 0.0
     eval_every: int = 250
     val_prompts: int = 300  # a fixed draw of val prompts selects the step (all their images)
     test_prompts: int = 1000  # a fixed draw (the same for every run) of test prompts for the final numbers; 0: all
@@ -91,5 +95,7 @@ class PixelTrainConfig:
             raise ValueError("loss weights must be >= 0")
         if self.mse_weight + self.bt_weight + self.listwise_weight == 0:
             raise ValueError("every loss weight is 0: nothing to train")
+        if self.edit_swap_weight < 0:
+            raise ValueError("edit_swap_weight must be >= 0")
         if self.listwise_temperature <= 0:
             raise ValueError("listwise_temperature must be > 0")

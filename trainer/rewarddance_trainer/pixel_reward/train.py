@@ -76,6 +76,35 @@ def swap_loss(
     return F.softplus(swapped[:, 0] - own_logits[chosen_t, 0]).mean()
 
 
+def edit_swap_loss(
+    model: PixelRewardModel,
+    image: torch.Tensor,
+    own_logits: torch.Tensor,
+    edited_tokens: torch.Tensor,
+    edited_mask: torch.Tensor,
+    group: np.ndarray,
+    rated_fidelity: torch.Tensor,
+    per_group: int,
+) -> torch.Tensor:
+    """Edited-prompt ranking: the ``per_group`` candidates of each prompt rated most faithful, read with their
+    prompt with one colour, shape or position changed, should score a lower fidelity than with their own prompt.
+    Only well-rated candidates are used: a flawed image may match the edit (a blue disc for "a red disc" edited
+    to "a blue disc")."""
+    if per_group < 1:
+        return own_logits.sum() * 0.0
+    fidelity = rated_fidelity.nan_to_num(-1.0).cpu().numpy()
+    chosen = np.concatenate(
+        [
+            idx[np.argsort(-fidelity[idx], kind="stable")[:per_group]]
+            for g in np.unique(group)
+            for idx in [np.flatnonzero(group == g)]
+        ]
+    )
+    chosen_t = torch.from_numpy(chosen).to(own_logits.device)
+    edited = model.fuse(image[chosen_t], edited_tokens[chosen_t], edited_mask[chosen_t])
+    return F.softplus(edited[:, 0] - own_logits[chosen_t, 0]).mean()
+
+
 def listwise_loss(reward: torch.Tensor, utility: torch.Tensor, group: np.ndarray, temperature: float) -> torch.Tensor:
     """ListNet: cross-entropy of softmax(R / t) against softmax(utility / t) within each prompt's candidates."""
     losses = []
@@ -189,6 +218,7 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tables = Tables.load(data)
     states = load_cache(data)
+    edited_states = load_cache(data, edited=True) if cfg.edit_swap_weight > 0 else None
     scale = load_scale(cfg.scale)
     model_cfg = replace(scale, dropout=scale.dropout if cfg.dropout is None else cfg.dropout)
     card = json.loads(schema.Layout(data).card.read_text())
@@ -209,6 +239,8 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     )
     # Loader processes and the time limit change how a run is carried out, not what it computes: a resume may differ.
     recipe = asdict(cfg) | {"workers": None, "time_limit": None}
+    if not cfg.edit_swap_weight:  # runs from before the term existed resume unchanged
+        recipe.pop("edit_swap_weight")
     identity = {"train": recipe, "model": asdict(model_cfg), "data": card.get("table_sha256")}
     if init is not None:
         identity["init"] = str(init)
@@ -255,6 +287,13 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
         listwise = listwise_loss(reward, targets @ model.weights, group, cfg.listwise_temperature)
         swap = swap_loss(model, image, logits, prompt_tokens, prompt_mask, group, cfg.swap_images)
         loss = cfg.mse_weight * mse + cfg.bt_weight * bt + cfg.listwise_weight * listwise + cfg.swap_weight * swap
+        edit_swap = loss.new_zeros(())
+        if edited_states is not None:
+            e_tokens, e_mask = evaluate.prompt_inputs(tables, *edited_states, rows)
+            edit_swap = edit_swap_loss(
+                model, image, logits, e_tokens.to(device), e_mask.to(device), group, targets[:, 0], cfg.swap_images
+            )
+            loss = loss + cfg.edit_swap_weight * edit_swap
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -267,6 +306,7 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
             "bt": round(float(bt.detach()), 5),
             "listwise": round(float(listwise.detach()), 5),
             "swap": round(float(swap.detach()), 5),
+            "edit_swap": round(float(edit_swap.detach()), 5),
             "lr": lr,
             "images": len(rows),
             "seconds": round(time.perf_counter() - started, 2),
@@ -343,8 +383,9 @@ def plot_curves(run: Path, records: list[dict], ceiling: dict | None, selected: 
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
     steps = [r["step"] for r in records]
-    for key in ("mse", "bt", "listwise", "swap"):
-        ax1.plot(steps, [r[key] for r in records], lw=0.6, label=key)
+    for key in ("mse", "bt", "listwise", "swap", "edit_swap"):
+        if any(r.get(key) for r in records):
+            ax1.plot(steps, [r.get(key, 0.0) for r in records], lw=0.6, label=key)
     ax1.set(xlabel="step", ylabel="training loss", yscale="log", title="pixel reward model training")
     ax1.legend()
     evals = [r for r in records if "val_spearman_reward" in r]
