@@ -231,10 +231,17 @@ def plot(result: dict, path: Path) -> None:
         rungs = result.get("ladders", {}).get(ladder, {}).get("steps_per_rung")
         longer = [r for r in rows if rungs and r.get("budget", {}).get("steps_planned", rungs) != rungs]
         rows = [r for r in rows if "seed" not in r["name"] and r not in longer]
-        for r in longer:  # the same rung trained for longer: a point beside the ladder, not a rung of it
-            steps = r["budget"]["steps_planned"]
-            ax1.plot(r["parameters"], r["in_domain"]["spearman_reward"], marker="*", ms=10, ls="", label=f"{r['name']}")
-            ax2.plot(r["parameters"], r["gold"]["fidelity"], marker="*", ms=10, ls="", label=f"{r['name']} ({steps})")
+        by_steps: dict[int, list[dict]] = {}
+        for r in longer:  # rungs trained for longer: beside the ladder, joined when one budget has several rungs
+            by_steps.setdefault(r["budget"]["steps_planned"], []).append(r)
+        for steps, group in sorted(by_steps.items()):
+            group = sorted((r for r in group if "seed" not in r["name"]), key=lambda r: r["parameters"])
+            if not group:
+                continue
+            label = f"{ladder}, {steps} steps" if len(group) > 1 else group[0]["name"]
+            gp, gr = [r["parameters"] for r in group], [r["in_domain"]["spearman_reward"] for r in group]
+            ax1.plot(gp, gr, marker="*", ms=10, label=f"{label}: test R")
+            ax2.plot(gp, [r["gold"]["fidelity"] for r in group], marker="*", ms=10, label=f"{label}: fidelity vs gold")
         if not rows:
             continue
         p = [r["parameters"] for r in rows]
