@@ -133,6 +133,17 @@ def leave_one_style_out(
     }
 
 
+def attach_seeds(rows: list[dict]) -> None:
+    """Rows named "NAME seed K" are further seeds of the row named NAME: its ``seeds`` gets every seed's test R."""
+    for row in rows:
+        others = [r for r in rows if r["name"].startswith(row["name"] + " seed ")]
+        if "seed " in row["name"] or not others:
+            continue
+        per_seed = [r["in_domain"]["spearman_reward"] for r in [row, *others]]
+        values = np.array(per_seed)
+        row["seeds"] = {"per_seed": per_seed, "mean": float(values.mean()), "std": float(values.std(ddof=1))}
+
+
 def merge(rows: list[dict], path: Path) -> dict:
     """The new rows replace rows of the same name and ladder where they stand; rows of other ladders stay."""
     old = json.loads(path.read_text()) if path.exists() else {"rows": []}
@@ -300,7 +311,6 @@ def main() -> None:
     load_start = [round(x, 2) for x in os.getloadavg()]
     rows = []
     for scale in args.scales:
-        per_seed = []
         for seed in range(seeds.get(scale, 1)):
             run = args.runs / f"{scale}-seed{seed}"
             cfg = PixelTrainConfig(
@@ -313,15 +323,7 @@ def main() -> None:
             row = row_for(
                 scale if seed == 0 else f"{scale} seed {seed}", args.ladder, run, args.data, args.shifted, load
             )
-            per_seed.append(row["in_domain"]["spearman_reward"])
             rows.append(row)
-        if len(per_seed) > 1:
-            values = np.array(per_seed)
-            rows[-len(per_seed)]["seeds"] = {
-                "per_seed": per_seed,
-                "mean": float(values.mean()),
-                "std": float(values.std(ddof=1)),
-            }
     old = json.loads((args.out_dir / "scaling.json").read_text()) if (args.out_dir / "scaling.json").exists() else {}
     rungs = [r for r in old.get("rows", []) if "seed" not in r["name"]]
     idle = {(r.get("scale"), r.get("ladder")): r.get("latency_ms") for r in rungs}
@@ -329,6 +331,7 @@ def main() -> None:
         scale = json.loads((run / "run.json").read_text())["scale"]
         latency = idle.get((scale, args.ladder)) if args.keep_latency else None
         rows.append(row_for(name, args.ladder, run, args.data, args.shifted, {}, latency))
+    attach_seeds(rows)
     for scale, steps in _pairs(args.loso, int).items():
         loso = leave_one_style_out(args.data, args.runs, scale, steps, args.lr, args.loso_styles)
         for row in rows:
