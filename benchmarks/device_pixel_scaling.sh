@@ -27,18 +27,22 @@ $CLI data synth --world shifted --prompts 400 --images-per-prompt 10 --raters-pe
   --out data/shapes-shifted --no-progress 2>&1 | tail -1
 $CLI data prompt-states data/shapes20k --no-progress && $CLI data prompt-states data/shapes-shifted --no-progress
 
+# Learning rate per rung: the CPU ladder found 1e-3 too high for the wider rungs (cpu-s and small learn faster at 5e-4,
+# docs/reward_model.md); small takes the measured 5e-4 and the wider rungs less, roughly as 1 / width (untried).
+declare -A LR=([small]=${LR_SMALL:-5e-4} [base]=${LR_BASE:-2.5e-4} [large]=${LR_LARGE:-1e-4})
 for scale in small base large; do
   $CLI train pixel-reward --data data/shapes20k --scale $scale --out runs/gpu-ladder/$scale-seed0 --steps "$STEPS" \
-    --prompts-per-batch 32 --workers 4 --time-limit "$LIMIT" --no-progress > "$OUT/train-$scale.log" 2>&1 &
+    --lr "${LR[$scale]}" --prompts-per-batch 32 --workers 4 --time-limit "$LIMIT" --no-progress \
+    > "$OUT/train-$scale.log" 2>&1 &
 done
 for style in flat watercolor sketch pixel-art neon oil photo; do  # leave-one-style-out of small, same budget
   $CLI train pixel-reward --data data/shapes20k --scale small --out runs/gpu-ladder/small-loso-$style --steps "$STEPS" \
-    --prompts-per-batch 32 --workers 1 --hold-out-style $style --time-limit "$LIMIT" --no-progress \
+    --lr "${LR[small]}" --prompts-per-batch 32 --workers 1 --hold-out-style $style --time-limit "$LIMIT" --no-progress \
     > "$OUT/train-loso-$style.log" 2>&1 &
 done
 wait
 cd benchmarks && $PY pixel_scaling.py --data ../data/shapes20k --shifted ../data/shapes-shifted --runs ../runs/gpu-ladder \
   --ladder gpu --existing small=../runs/gpu-ladder/small-seed0 base=../runs/gpu-ladder/base-seed0 \
-  large=../runs/gpu-ladder/large-seed0 --loso small="$STEPS" --out-dir "$OUT" 2>&1 | tee "$OUT/scaling.log"
+  large=../runs/gpu-ladder/large-seed0 --loso small="$STEPS" --lr "${LR[small]}" --out-dir "$OUT" 2>&1 | tee "$OUT/scaling.log"
 cd .. && find runs/gpu-ladder \( -name 'run.json' -o -name 'metrics.jsonl' -o -name '*.png' \) -print0 \
   | tar czf "$OUT/runs.tgz" --null -T - || true

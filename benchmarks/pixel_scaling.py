@@ -237,7 +237,9 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
-    for ladder, marker in (("v1", "s"), ("cpu", "o"), ("gpu", "^")):
+    names = list(dict.fromkeys(r.get("ladder") for r in result["rows"] if r.get("ladder") not in (None, "baseline")))
+    for ladder in names:  # v1, cpu, gpu, and variants such as a ladder at another learning rate
+        marker = {"v1": "s", "gpu": "^"}.get(ladder, "o")
         rows = sorted((r for r in result["rows"] if r.get("ladder") == ladder), key=lambda r: r["parameters"])
         rungs = result.get("ladders", {}).get(ladder, {}).get("steps_per_rung")
         longer = [r for r in rows if rungs and r.get("budget", {}).get("steps_planned", rungs) != rungs]
@@ -275,8 +277,9 @@ def plot(result: dict, path: Path) -> None:
     ax2.set(xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="fidelity head vs gold")
     for r in result["rows"]:
         curve = np.array(r.get("val_curve") or [])
-        if r.get("ladder") in ("cpu", "gpu") and len(curve):
-            ax3.plot(curve[:, 1], curve[:, 2], marker=".", label=f"{r['name']} ({r['parameters'] / 1e6:.2g}M)")
+        if r.get("ladder") not in (None, "v1", "baseline") and len(curve):
+            tag = "" if r["ladder"] == "cpu" else f", {r['ladder']}"
+            ax3.plot(curve[:, 1], curve[:, 2], marker=".", label=f"{r['name']} ({r['parameters'] / 1e6:.2g}M{tag})")
     ax3.set(xlabel="images seen in training", ylabel="val Spearman R", title="learning curves (pixel v2)")
     for ax in (ax1, ax2, ax3):
         ax.legend(fontsize=7)
@@ -304,6 +307,7 @@ def main() -> None:
         help="reuse the latency of the table's row of the same scale and ladder "
         "(measured on an idle box) instead of measuring it now, e.g. while other jobs run",
     )
+    parser.add_argument("--note", default="", help="a new ladder's note in scaling.md (how its runs were made)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -329,7 +333,8 @@ def main() -> None:
     idle = {(r.get("scale"), r.get("ladder")): r.get("latency_ms") for r in rungs}
     for name, run in _pairs(args.existing, Path).items():
         scale = json.loads((run / "run.json").read_text())["scale"]
-        latency = idle.get((scale, args.ladder)) if args.keep_latency else None
+        same_scale = [v for (sc, _), v in idle.items() if sc == scale and v]  # latency depends on the architecture
+        latency = (idle.get((scale, args.ladder)) or next(iter(same_scale), None)) if args.keep_latency else None
         rows.append(row_for(name, args.ladder, run, args.data, args.shifted, {}, latency))
     attach_seeds(rows)
     for scale, steps in _pairs(args.loso, int).items():
@@ -353,6 +358,7 @@ def main() -> None:
             "load_start": load_start,
             "load_end": [round(x, 2) for x in os.getloadavg()],
             "steps_per_rung": args.steps,
+            "note": args.note,
         }
     for r in result["rows"]:  # rows trained before curves were kept: read them from their run while it exists
         if "val_curve" not in r and r.get("run") and Path(r["run"]).is_dir():
