@@ -103,10 +103,10 @@ def test_edited_cache_holds_the_edited_prompts_and_training_uses_it(edited_data:
     own, other = load_cache(edited_data), load_cache(edited_data, edited=True)
     assert own[0].shape == other[0].shape and not np.array_equal(own[0][0], other[0][0])
 
-    manifest = pixel_train.train(edited_data, tmp_path / "run", cfg, progress=False)
+    run_info = pixel_train.train(edited_data, tmp_path / "run", cfg, progress=False)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 4 and all(r["edit_swap"] > 0 for r in records)  # softplus: positive whenever computed
-    assert manifest["train"]["edit_swap_weight"] == 1.0
+    assert run_info["train"]["edit_swap_weight"] == 1.0
 
     # a stale edit version is refused, not silently used
     copy = tmp_path / "copy"
