@@ -247,10 +247,32 @@ def phase_report(args, cfg: RLHFConfig) -> None:
         "rows": rows,
         "network": net,
     }
+    if args.keep:
+        keep_earlier(payload, args.keep)
     write_result(args.name, payload, markdown(payload))
     plot(rows, bon, RESULTS / f"{args.name}.png")
     before_after_sheet(args, rows, RESULTS / f"{args.name}_sheet.png")
     print(markdown(payload))
+
+
+def _row_key(r: dict) -> tuple:
+    return r["reward_model"], r["method"], r.get("steps", r.get("n"))
+
+
+def keep_earlier(payload: dict, path: Path) -> None:
+    """Rows of an earlier result file (same generator, same settings) that this report does not remake, marked
+    ``earlier`` with that file's command and load, so a study can grow by one reward model without rerunning the
+    others (whose run folders may be gone). Its best-of-N and network blocks are kept when this run has none."""
+    earlier = json.loads(Path(path).read_text())
+    if earlier.get("generator") != payload["generator"] or earlier.get("rl_config") != payload["rl_config"]:
+        raise SystemExit(f"--keep {path}: another generator or RL settings than this report's; not comparable")
+    made = {_row_key(r) for r in payload["rows"]}
+    kept = [r | {"earlier": True} for r in earlier["rows"] if _row_key(r) not in made]
+    payload["rows"] += kept
+    for key in ("bon_prompts", "bon_n", "network"):
+        if payload.get(key) is None:
+            payload[key] = earlier.get(key)
+    payload["earlier"] = {"file": str(path), "rows": len(kept), "command": earlier["command"], "load": earlier["load"]}
 
 
 def subset_gold(args, rows: list[dict], k: int) -> None:
@@ -275,7 +297,7 @@ def before_after_sheet(args, rows: list[dict], path: Path, n_prompts: int = 8) -
     """Held-out prompts, the same seeds: the base's sample, then each RL run's final sample."""
     from rewarddance_trainer.generator.sheet import contact_sheet
 
-    runs = [r for r in rows if "curve" in r]  # each RL run's last evaluation
+    runs = [r for r in rows if "curve" in r and not r.get("earlier")]  # each RL run's last evaluation made here
     if not runs:
         return
     prompts = split_prompts(args.data, "test")[:n_prompts]
@@ -308,7 +330,7 @@ def markdown(p: dict) -> str:
     ]
     table = [
         [
-            r["reward_model"],
+            r["reward_model"] + (" *" if r.get("earlier") else ""),
             _f(r.get("test_spearman_R")),
             r["method"],
             r.get("steps", r.get("n")),
@@ -367,6 +389,13 @@ def markdown(p: dict) -> str:
             "",
         ]
     lines += [f"Machine: {p['machine']}; load {p['load']}; command `{p['command']}`."]
+    if p.get("earlier"):
+        e = p["earlier"]
+        lines += [
+            "",
+            f"\\* {e['rows']} rows carried over from the earlier study `{e['file']}` (same base generator and RL"
+            f" settings; load {e['load']}; command `{e['command']}`).",
+        ]
     return "\n".join(lines)
 
 
@@ -418,6 +447,9 @@ def main() -> None:
     ap.add_argument("--net-repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", nargs="*", default=[], help="RLHFConfig overrides, e.g. lr=1e-3 eval_every=10")
+    ap.add_argument(
+        "--keep", type=Path, help="an earlier result JSON whose rows this report keeps where it does not remake them"
+    )
     ap.add_argument(
         "--name", default="rlhf", help="result files' stem: benchmarks/results/NAME.{md,json,png}, NAME_sheet.png"
     )

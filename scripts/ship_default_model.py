@@ -42,6 +42,15 @@ def pick_samples(data: Path, n: int) -> pd.DataFrame:
     return pd.DataFrame(picked).reset_index(drop=True)
 
 
+def stages(run_json: dict) -> str:
+    """For a run fine-tuned from another (``init`` in its run.json): the earlier stages' steps and time."""
+    parts, init = [], run_json.get("init")
+    while init:
+        parts.append(f"{init['steps_done']} steps in {init['wall_seconds'] / 60:.0f} min (lr {init['lr']:g})")
+        init = init.get("init")
+    return f", after a first stage of {'; '.join(reversed(parts))} whose weights it started from" if parts else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -94,7 +103,7 @@ def main() -> None:
         f"{m['spearman_fidelity']:.3f}, style {m['spearman_style']:.3f}, composition {m['spearman_composition']:.3f}, "
         f"novelty {m['spearman_novelty']:.3f}, pair accuracy {m['pair_accuracy']:.3f}; selected step "
         f"{run_json['selected_step']} of {run_json['steps_done']}, {run_json['wall_seconds'] / 60:.0f} min on "
-        f"{run_json['torch_threads']} CPU thread(s). Full numbers: run.json; the scaling table: "
+        f"{run_json['torch_threads']} CPU thread(s){stages(run_json)}. Full numbers: run.json; the scaling table: "
         "benchmarks/results/scaling.md.",
         "",
         f"`samples/`: {SAMPLES} held-out images with their prompts and the scores recorded from the torch model "

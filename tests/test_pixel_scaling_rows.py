@@ -3,25 +3,17 @@ whether they were trained by the ladder or added as finished runs."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pixel_scaling.py"
 
 
 @pytest.fixture(scope="module")
 def scaling():
-    sys.path.insert(0, str(SCRIPT.parent))  # the script imports its sibling `common`
-    try:
-        spec = importlib.util.spec_from_file_location("pixel_scaling", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_script("pixel_scaling")
 
 
 def _row(name: str, r: float) -> dict:

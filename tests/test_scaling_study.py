@@ -3,7 +3,6 @@ table it writes from concurrently trained runs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "scaling_study.py"
@@ -18,15 +18,7 @@ SCRIPT = ROOT / "benchmarks" / "scaling_study.py"
 
 @pytest.fixture(scope="module")
 def study():
-    sys.path.insert(0, str(SCRIPT.parent))  # the script imports its sibling `common`
-    try:
-        spec = importlib.util.spec_from_file_location("scaling_study", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["scaling_study"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_script("scaling_study")
 
 
 def _args(study, **overrides) -> Namespace:

@@ -32,6 +32,11 @@ class ScratchConfig:
     steps: int = 6000
     eval_every: int = 500
     seed: int = 0
+    # second stage: a warm restart of the cosine schedule from the first stage's weights, another permutation of
+    # the same data (the first stage's validation R was still rising when its learning rate reached zero)
+    continue_steps: int = 0
+    continue_lr: float = 5e-4
+    continue_seed: int = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", type=int, default=d.prompts, help="--from-scratch: dataset prompts")
     parser.add_argument("--images-per-prompt", type=int, default=d.images_per_prompt)
     parser.add_argument("--steps", type=int, default=d.steps, help="--from-scratch: training steps")
+    parser.add_argument(
+        "--continue-steps",
+        type=int,
+        default=d.continue_steps,
+        help="--from-scratch: steps of the second stage (a warm restart from the first; 0 skips it)",
+    )
     parser.add_argument("--scale", default=d.scale)
     parser.add_argument("--seed", type=int, default=d.seed)
 
@@ -57,7 +68,8 @@ def has_reward_model(repo: Path) -> bool:
 
 
 def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
-    """Every stage, skipping finished ones (each resumes where it stopped); returns the trained run."""
+    """Every stage, skipping finished ones (each resumes where it stopped); returns the trained run (the second
+    stage's when ``continue_steps`` > 0)."""
     from rewarddance_trainer.pixel_reward.config import PixelTrainConfig
     from rewarddance_trainer.pixel_reward.text import build_cache
     from rewarddance_trainer.pixel_reward.train import train
@@ -85,6 +97,17 @@ def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
             PixelTrainConfig(scale=cfg.scale, steps=cfg.steps, eval_every=cfg.eval_every, seed=cfg.seed),
             progress=progress,
         )
+    if cfg.continue_steps > 0:
+        first, run = run, work / f"pixel-{cfg.scale}-continued"
+        if not (run / "run.json").exists():
+            stage = PixelTrainConfig(
+                scale=cfg.scale,
+                steps=cfg.continue_steps,
+                lr=cfg.continue_lr,
+                eval_every=cfg.eval_every,
+                seed=cfg.continue_seed,
+            )
+            train(data, run, stage, progress=progress, init=first)
     print(f"[bootstrap] reward model done ({time.perf_counter() - started:.0f} s)", flush=True)
     return run
 
@@ -105,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             scale=args.scale,
             steps=args.steps,
             seed=args.seed,
+            continue_steps=args.continue_steps,
         )
         source = from_scratch(args.work, cfg)
     else:

@@ -322,7 +322,7 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     bar.close()
     if best.step is None:  # stopped before the first validation: the last weights are the candidate
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / BEST)
-    return finish(run, model, tables, states, cfg, model_cfg, card, best, records, data)
+    return finish(run, model, tables, states, cfg, model_cfg, card, best, records, data, init)
 
 
 def _validate(run: Path, model, tables, states, val_prompts, cfg, step: int, best: Best, record: dict) -> Best:
@@ -337,7 +337,18 @@ def _validate(run: Path, model, tables, states, val_prompts, cfg, step: int, bes
     return Best(step, val)
 
 
-def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records, data) -> dict:
+def init_record(init: Path) -> dict:
+    """What a fine-tuned run started from, for its run.json: the first stage's own budget, so that the shipped
+    manifest says how much training the weights carry in all (a chain of stages nests under ``init``)."""
+    meta = json.loads((Path(init) / MANIFEST_FILE).read_text())
+    train = meta.get("train", {})
+    keys = ("steps_done", "selected_step", "samples_seen", "wall_seconds", "torch_threads")
+    return {"path": str(init), **{k: meta.get(k) for k in keys}, "lr": train.get("lr"), "seed": train.get("seed")} | (
+        {"init": meta["init"]} if "init" in meta else {}
+    )
+
+
+def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records, data, init=None) -> dict:
     """The kept weights tested once on the test split; weights, curves and run.json."""
     if (run / BEST).exists():
         model.load_state_dict(load_file(run / BEST))
@@ -348,7 +359,7 @@ def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records
         final = evaluate.metrics(tables, rows, c, r, model.weights.cpu().numpy())
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / WEIGHTS_FILE)
     times = np.diff([x["seconds"] for x in records if "val_spearman_reward" not in x]) if len(records) > 2 else []
-    manifest = {
+    run_info = {
         "kind": "pixel_reward",
         "scale": cfg.scale,
         "model": asdict(model_cfg),
@@ -370,9 +381,11 @@ def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records
         "noise_ceiling": card.get("noise_ceiling"),
         "code_version": code_version(),
     }
-    (run / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    if init is not None:
+        run_info["init"] = init_record(init)
+    (run / MANIFEST_FILE).write_text(json.dumps(run_info, indent=2) + "\n")
     plot_curves(run, records, card.get("noise_ceiling"), best.step)
-    return manifest
+    return run_info
 
 
 def plot_curves(run: Path, records: list[dict], ceiling: dict | None, selected: int | None) -> None:

@@ -1,0 +1,70 @@
+"""benchmarks/rlhf_study.py --keep: a study grows by one reward model without losing the earlier rows, and refuses
+to mix studies that are not comparable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from benchmark_scripts import load_script
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rlhf_study.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_script("rlhf_study")
+
+
+def _row(model: str, method: str, k: int, gold: float) -> dict:
+    step = {"steps": k} if method == "rlhf" else {"n": k}
+    values = {"proxy_base": 0.4, "proxy_tuned": 0.5, "gold_base": 0.2, "gold_tuned": gold}
+    return {
+        "reward_model": model,
+        "method": method,
+        **step,
+        "kl": None,
+        **values,
+        "gold_gain_rel": gold / 0.2 - 1,
+        "hacking_gap": 0.25 - (gold / 0.2 - 1),
+    }
+
+
+def _payload(rows: list[dict], **kw) -> dict:
+    base = {"generator": "runs/g", "rl_config": {"lr": 5e-3}, "rows": rows, "bon_prompts": None, "bon_n": None}
+    return base | {"network": None, "command": "now", "load": (0.5, 0.5, 0.5)} | kw
+
+
+def test_keep_adds_the_earlier_rows_this_report_does_not_remake(study, tmp_path):
+    earlier = _payload(
+        [_row("m v3", "rlhf", 10, 0.27), _row("m v3", "rlhf", 20, 0.26), _row("m v3", "best_of_n", 16, 0.25)],
+        bon_prompts=48,
+        bon_n=16,
+        command="then",
+    )
+    path = tmp_path / "rlhf.json"
+    path.write_text(json.dumps(earlier))
+    now = _payload([_row("m v4", "rlhf", 10, 0.28), _row("m v3", "rlhf", 20, 0.30)])
+    study.keep_earlier(now, path)
+    got = {(r["reward_model"], r["method"], r.get("steps", r.get("n"))): r for r in now["rows"]}
+    assert len(now["rows"]) == 4
+    assert got[("m v3", "rlhf", 20)]["gold_tuned"] == 0.30 and not got[("m v3", "rlhf", 20)].get("earlier")
+    assert got[("m v3", "rlhf", 10)]["earlier"] and got[("m v3", "best_of_n", 16)]["gold_tuned"] == 0.25
+    assert now["bon_prompts"] == 48 and now["earlier"] == {
+        "file": str(path),
+        "rows": 2,
+        "command": "then",
+        "load": [0.5, 0.5, 0.5],
+    }
+    assert "\\* 2 rows carried over" in study.markdown(now | {"machine": {}, "eval_prompts": 200})
+
+
+def test_keep_refuses_another_generator_or_other_settings(study, tmp_path):
+    path = tmp_path / "rlhf.json"
+    path.write_text(json.dumps(_payload([_row("m v3", "rlhf", 10, 0.27)], generator="runs/other")))
+    with pytest.raises(SystemExit, match="not comparable"):
+        study.keep_earlier(_payload([]), path)
+    path.write_text(json.dumps(_payload([], rl_config={"lr": 1e-3})))
+    with pytest.raises(SystemExit, match="not comparable"):
+        study.keep_earlier(_payload([]), path)
