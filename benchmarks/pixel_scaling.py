@@ -56,18 +56,47 @@ def latency_ms(run: Path, batch: int, repeats: int) -> float:
     return round(1000 * float(np.median(times)), 2)
 
 
-def val_curve(run: Path) -> list[list[float]]:
-    """[step, images seen, val Spearman R] at each validation of a run (kept in the row: runs/ may not survive)."""
+def val_curve(run: Path, steps_before: int = 0, seen_before: int = 0) -> list[list[float]]:
+    """[step, images seen, val Spearman R] at each validation of a run (kept in the row: runs/ may not survive);
+    a later stage of a staged run counts on from its earlier stages' steps and images."""
     path = run / "metrics.jsonl"
     if not path.exists():
         return []
-    seen, curve = 0, []
+    seen, curve = seen_before, []
     for line in path.read_text().splitlines():
         r = json.loads(line)
         seen += r.get("images", 0)
         if "val_spearman_reward" in r:
-            curve.append([r["step"], seen, round(r["val_spearman_reward"], 4)])
+            curve.append([steps_before + r["step"], seen, round(r["val_spearman_reward"], 4)])
     return curve
+
+
+STAGE_KEYS = ("steps_done", "samples_seen", "wall_seconds", "lr", "seed")
+
+
+def budget_of(run_json: dict) -> dict:
+    """A run's training budget; for a run fine-tuned from others (run.json ``init``, nested), the whole chain:
+    steps, images and time summed over the stages, each stage listed (earliest first), the selected step counted
+    from the first stage's start."""
+    chain, init = [], run_json.get("init")
+    while init:
+        chain.append(init)
+        init = init.get("init")
+    earlier = chain[::-1]
+    steps_before = sum(s["steps_done"] for s in earlier)
+    this = {k: run_json[k] for k in STAGE_KEYS[:3]} | {k: run_json["train"][k] for k in STAGE_KEYS[3:]}
+    budget = {
+        "steps_done": steps_before + run_json["steps_done"],
+        "steps_planned": steps_before + run_json["train"]["steps"],
+        "selected_step": None if run_json["selected_step"] is None else steps_before + run_json["selected_step"],
+        "samples_seen": sum(s["samples_seen"] for s in earlier) + run_json["samples_seen"],
+        "prompts_per_step": run_json["train"]["prompts_per_batch"],
+        "hardware": f"{run_json.get('device', 'cpu')}, {run_json['torch_threads']} torch thread(s)",
+        "train_seconds": sum(s["wall_seconds"] for s in earlier) + run_json["wall_seconds"],
+    }
+    if earlier:
+        budget["stages"] = [{k: s.get(k) for k in STAGE_KEYS} for s in earlier] + [this]
+    return budget
 
 
 def row_for(
@@ -76,6 +105,8 @@ def row_for(
     """``latency`` given (e.g. an idle-box measurement of the same architecture) is kept instead of re-measured."""
     run_json = json.loads((run / "run.json").read_text())
     test = evaluate_run(run, data, "test", run_json["train"]["test_prompts"])
+    budget = budget_of(run_json)
+    first = budget.get("stages", [{}])[:-1]
     row = {
         "name": name,
         "ladder": ladder,
@@ -85,19 +116,12 @@ def row_for(
         "in_domain": test["in_domain"],
         "val": run_json["val_metrics"],
         "gold": test["gold"],
-        "budget": {
-            "steps_done": run_json["steps_done"],
-            "steps_planned": run_json["train"]["steps"],
-            "selected_step": run_json["selected_step"],
-            "samples_seen": run_json["samples_seen"],
-            "prompts_per_step": run_json["train"]["prompts_per_batch"],
-            "hardware": f"{run_json.get('device', 'cpu')}, {run_json['torch_threads']} torch thread(s)",
-        },
-        "train_seconds": run_json["wall_seconds"],
+        "budget": budget,
+        "train_seconds": budget.pop("train_seconds"),
         "seconds_per_step": run_json["seconds_per_step"],
         "peak_rss_mb": run_json["peak_rss_mb"],
         "latency_ms": latency or {"batch_1": latency_ms(run, 1, 50), "batch_32": latency_ms(run, 32, 10)},
-        "val_curve": val_curve(run),
+        "val_curve": val_curve(run, sum(x["steps_done"] for x in first), sum(x["samples_seen"] for x in first)),
         "run": str(run),
         "load_average": load,
     }
@@ -196,7 +220,8 @@ def markdown(result: dict) -> str:
         held = r.get("loso", {}).get("styles_held_out")
         loso_note = f" ({len(held)} of {r['loso']['styles_total']} styles)" if held else ""
         rho = _fmt(d["spearman_reward"]) + _seed_note(r.get("seeds"))
-        budget = f"{b.get('steps_done', '—')} steps, {b.get('samples_seen', '—')} img, {b.get('hardware', '')}"
+        stages = " (" + " + ".join(str(x["steps_done"]) for x in b["stages"]) + ")" if b.get("stages") else ""
+        budget = f"{b.get('steps_done', '—')} steps{stages}, {b.get('samples_seen', '—')} img, {b.get('hardware', '')}"
         latency = r.get("latency_ms") or {}
         body.append(
             [
