@@ -42,8 +42,8 @@ def parse_model(spec: str) -> tuple[str, int, int]:
     return name, int(version or 1), int(steps or 0)
 
 
-def run_dir(args, name: str, version: int) -> Path:
-    return args.runs / f"{name}-v{version}"
+def run_dir(args, name: str, version: int, seed: int = 0) -> Path:
+    return args.runs / (f"{name}-v{version}" + (f"-seed{seed}" if seed else ""))
 
 
 def model_metrics(repo: Path, name: str, version: int) -> dict:
@@ -57,12 +57,14 @@ def phase_rl(args, cfg: RLHFConfig, train_prompts, eval_prompts, gold) -> None:
         if steps <= 0:
             continue
         reward = InProcessReward(args.repo, None, name, version)
-        run = run_dir(args, name, version)
-        print(f"== RL against {name} v{version}: {steps} steps -> {run}", flush=True)
-        start = time.time()
-        meta = {"reward": f"repo:{args.repo}", "reward_source": reward.describe(), "load_at_start": os.getloadavg()}
-        train(args.generator, reward, run, _with(cfg, steps=steps), train_prompts, eval_prompts, gold, meta=meta)
-        print(f"   {time.time() - start:.0f} s", flush=True)
+        for seed in args.seeds:
+            run = run_dir(args, name, version, seed)
+            print(f"== RL against {name} v{version}, seed {seed}: {steps} steps -> {run}", flush=True)
+            start = time.time()
+            meta = {"reward": f"repo:{args.repo}", "reward_source": reward.describe(), "load_at_start": os.getloadavg()}
+            run_cfg = _with(cfg, steps=steps, seed=seed)
+            train(args.generator, reward, run, run_cfg, train_prompts, eval_prompts, gold, meta=meta)
+            print(f"   {time.time() - start:.0f} s", flush=True)
 
 
 def _with(cfg: RLHFConfig, **kw) -> RLHFConfig:
@@ -161,10 +163,11 @@ def phase_net(args, cfg: RLHFConfig, train_prompts) -> None:
     (args.runs / "net.json").write_text(json.dumps(out, indent=2))
 
 
-def _rows_rl(args, spec) -> list[dict]:
-    """One row per held-out evaluation after the start (so runs compare at equal budgets); the last has the curve."""
+def _rows_rl(args, spec, seed: int = 0) -> list[dict]:
+    """One row per held-out evaluation after the start (so runs compare at equal budgets); the last has the curve.
+    A seed other than 0 is another RL run (prompt draws, noise, LoRA init and the evaluation noise all differ)."""
     name, version, _ = parse_model(spec)
-    run = run_dir(args, name, version)
+    run = run_dir(args, name, version, seed)
     rows = read_metrics(run)
     evals = [r for r in rows if r["kind"] == "eval"]
     train_rows = [r for r in rows if r["kind"] == "train"]
@@ -185,6 +188,7 @@ def _rows_rl(args, spec) -> list[dict]:
                 "spec": f"{name}@{version}",
                 **model_metrics(args.repo, name, version),
                 "method": "rlhf",
+                "seed": seed,
                 "steps": ev["step"],
                 "samples_seen": ev["step"] * cfg.get("prompts_per_step", 0) * cfg.get("samples_per_prompt", 0),
                 "kl": ev["kl"],
@@ -207,7 +211,7 @@ def _rows_rl(args, spec) -> list[dict]:
 
 
 def phase_report(args, cfg: RLHFConfig) -> None:
-    rows = [r for s in args.models for r in _rows_rl(args, s)]
+    rows = [r for s in args.models for seed in args.seeds for r in _rows_rl(args, s, seed)]
     bon = json.loads((args.runs / "bon.json").read_text()) if (args.runs / "bon.json").exists() else None
     if bon:
         base_gold = next((r["gold"] for m in bon["models"].values() for r in m["rows"] if r["n"] == 1), None)
@@ -256,7 +260,7 @@ def phase_report(args, cfg: RLHFConfig) -> None:
 
 
 def _row_key(r: dict) -> tuple:
-    return r["reward_model"], r["method"], r.get("steps", r.get("n"))
+    return r["reward_model"], r["method"], r.get("steps", r.get("n")), r.get("seed", 0)
 
 
 def keep_earlier(payload: dict, path: Path) -> None:
@@ -264,7 +268,10 @@ def keep_earlier(payload: dict, path: Path) -> None:
     ``earlier`` with that file's command and load, so a study can grow by one reward model without rerunning the
     others (whose run folders may be gone). Its best-of-N and network blocks are kept when this run has none."""
     earlier = json.loads(Path(path).read_text())
-    if earlier.get("generator") != payload["generator"] or earlier.get("rl_config") != payload["rl_config"]:
+    settings = [
+        {k: v for k, v in (c or {}).items() if k != "seed"} for c in (earlier.get("rl_config"), payload["rl_config"])
+    ]
+    if earlier.get("generator") != payload["generator"] or settings[0] != settings[1]:
         raise SystemExit(f"--keep {path}: another generator or RL settings than this report's; not comparable")
     made = {_row_key(r) for r in payload["rows"]}
     kept = [r | {"earlier": True} for r in earlier["rows"] if _row_key(r) not in made]
@@ -288,7 +295,7 @@ def subset_gold(args, rows: list[dict], k: int) -> None:
 
     for r in rows:
         if r["method"] == "rlhf":
-            run = run_dir(args, *parse_model(r["spec"])[:2])
+            run = run_dir(args, *parse_model(r["spec"])[:2], r.get("seed", 0))
             r[f"gold_base_first{k}"] = mean_gold(run / "eval" / "step_00000.npy")
             r[f"gold_tuned_first{k}"] = mean_gold(run / "eval" / f"step_{r['steps']:05d}.npy")
 
@@ -301,10 +308,12 @@ def before_after_sheet(args, rows: list[dict], path: Path, n_prompts: int = 8) -
     if not runs:
         return
     prompts = split_prompts(args.data, "test")[:n_prompts]
-    first = run_dir(args, *parse_model(runs[0]["spec"])[:2])
+    runs = [r for r in runs if r.get("seed", 0) == 0] or runs  # one column per reward model
+    first = run_dir(args, *parse_model(runs[0]["spec"])[:2], runs[0].get("seed", 0))
     columns = [np.load(first / "eval" / "step_00000.npy")]
     for r in runs:
-        columns.append(np.load(run_dir(args, *parse_model(r["spec"])[:2]) / "eval" / f"step_{r['steps']:05d}.npy"))
+        run = run_dir(args, *parse_model(r["spec"])[:2], r.get("seed", 0))
+        columns.append(np.load(run / "eval" / f"step_{r['steps']:05d}.npy"))
     names = " | ".join(["base"] + [f"{r['reward_model']} @ {r['steps']}" for r in runs])
     sheet = [(f"{p}   [{names}]", [c[i] for c in columns]) for i, p in enumerate(prompts)]
     contact_sheet(sheet, path, cell=96)
@@ -332,7 +341,7 @@ def markdown(p: dict) -> str:
         [
             r["reward_model"] + (" *" if r.get("earlier") else ""),
             _f(r.get("test_spearman_R")),
-            r["method"],
+            r["method"] + (f" (seed {r['seed']})" if r.get("seed") else ""),
             r.get("steps", r.get("n")),
             "" if r["kl"] is None else f"{r['kl']:.3g}",
             _f(r["proxy_base"]),
@@ -356,6 +365,7 @@ def markdown(p: dict) -> str:
         markdown_table(head, table),
         "",
     ]
+    lines += seed_summary(p["rows"])
     k = p.get("bon_prompts")
     subset = [r for r in p["rows"] if r["method"] == "rlhf" and f"gold_base_first{k}" in r]
     if subset:
@@ -399,6 +409,41 @@ def markdown(p: dict) -> str:
     return "\n".join(lines)
 
 
+def seed_summary(rows: list[dict]) -> list[str]:
+    """Markdown lines: RL rows of the same reward model and budget over their seeds (mean and spread of the gold
+    gain), where a reward model has more than one seed."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] == "rlhf":
+            groups.setdefault((r["reward_model"], r.get("test_spearman_R"), r["steps"]), []).append(r)
+    table = []
+    for (model, test_r, steps), group in groups.items():
+        if len(group) < 2:
+            continue
+        gains = np.array([100 * r["gold_gain_rel"] for r in group])
+        table.append(
+            [
+                model,
+                _f(test_r),
+                steps,
+                len(group),
+                f"{gains.mean():+.1f}% ± {gains.std(ddof=1):.1f}",
+                ", ".join(f"{g:+.1f}%" for g in gains),
+                _f(float(np.mean([r["gold_tuned"] for r in group]))),
+                f"{np.mean([r['kl'] for r in group]):.3g}",
+            ]
+        )
+    if not table:
+        return []
+    head = ["reward model", "test R", "steps", "seeds", "gold gain, mean ± sd", "per seed", "gold tuned", "KL"]
+    return [
+        "RL over seeds (each seed its own prompts, noise, LoRA init and evaluation noise):",
+        "",
+        markdown_table(head, table),
+        "",
+    ]
+
+
 def plot(rows: list[dict], bon: dict | None, path: Path) -> None:
     import matplotlib
 
@@ -411,7 +456,8 @@ def plot(rows: list[dict], bon: dict | None, path: Path) -> None:
             continue
         c = r["curve"]
         steps = [x["step"] for x in c]
-        label = f"{r['reward_model']} (R {r.get('test_spearman_R') or 0:.2f})"
+        seed = f" seed {r['seed']}" if r.get("seed") else ""
+        label = f"{r['reward_model']}{seed} (R {r.get('test_spearman_R') or 0:.2f})"
         a1.plot(steps, [x["proxy"] for x in c], "o-", label=label)
         a2.plot(steps, [x["gold"] for x in c], "o-", label=label)
         a3.plot(steps, [x["kl"] for x in c], "o-", label=label)
@@ -446,6 +492,7 @@ def main() -> None:
     ap.add_argument("--bon-prompts", type=int, default=200, help="the first this many held-out prompts")
     ap.add_argument("--net-repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="RL runs per reward model, one per seed")
     ap.add_argument("--set", nargs="*", default=[], help="RLHFConfig overrides, e.g. lr=1e-3 eval_every=10")
     ap.add_argument(
         "--keep", type=Path, help="an earlier result JSON whose rows this report keeps where it does not remake them"

@@ -68,3 +68,23 @@ def test_keep_refuses_another_generator_or_other_settings(study, tmp_path):
     path.write_text(json.dumps(_payload([], rl_config={"lr": 1e-3})))
     with pytest.raises(SystemExit, match="not comparable"):
         study.keep_earlier(_payload([]), path)
+
+
+def test_seed_rows_are_summarised_with_their_spread(study):
+    rows = [_row("m v3", "rlhf", 10, g) | {"seed": k, "kl": 0.01} for k, g in enumerate([0.27, 0.25, 0.26])]
+    rows.append(_row("m v4", "rlhf", 10, 0.28) | {"kl": 0.02})  # one seed: no summary line
+    lines = study.seed_summary(rows)
+    table = [line for line in "\n".join(lines).splitlines() if line.startswith("| m ")]
+    assert len(table) == 1
+    # gains +35 / +25 / +30 %: mean +30.0, sample sd 5.0
+    assert "| 3 | +30.0% ± 5.0 | +35.0%, +25.0%, +30.0% | 0.260 |" in table[0]
+    keys = {study._row_key(r) for r in rows[:3]}
+    assert len(keys) == 3  # the seed is part of a row's identity
+
+
+def test_keep_accepts_another_seed_of_the_same_settings(study, tmp_path):
+    path = tmp_path / "rlhf.json"
+    path.write_text(json.dumps(_payload([_row("m v3", "rlhf", 10, 0.27)], rl_config={"lr": 5e-3, "seed": 0})))
+    now = _payload([_row("m v3", "rlhf", 10, 0.25) | {"seed": 1}], rl_config={"lr": 5e-3, "seed": 1})
+    study.keep_earlier(now, path)
+    assert sorted(r.get("seed", 0) for r in now["rows"]) == [0, 1]
