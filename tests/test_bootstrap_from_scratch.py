@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import torch
@@ -10,28 +11,37 @@ from rewarddance_trainer.pixel_reward.model import WEIGHTS_FILE
 from safetensors.torch import load_file
 
 
-def test_from_scratch_trains_the_second_stage_from_the_first(tmp_path):
+def test_from_scratch_trains_each_stage_from_the_one_before(tmp_path):
     cfg = ScratchConfig(
-        prompts=30, images_per_prompt=3, scale="tiny", steps=3, eval_every=3, continue_steps=2, continue_lr=2e-3
+        prompts=30,
+        images_per_prompt=3,
+        scale="tiny",
+        steps=3,
+        eval_every=3,
+        continue_steps=2,
+        continue_lr=2e-3,
+        continue_stages=2,
     )
     run = from_scratch(tmp_path, cfg, progress=False)
-    first = tmp_path / "pixel-tiny"
-    assert run == tmp_path / "pixel-tiny-continued"
+    first, second = tmp_path / "pixel-tiny", tmp_path / "pixel-tiny-stage2"
+    assert run == tmp_path / "pixel-tiny-stage3"
     meta = json.loads((run / "run.json").read_text())
-    # the shipped manifest says what the weights carry: the first stage's budget under "init"
-    assert meta["init"]["path"] == str(first)
-    assert meta["init"]["steps_done"] == 3 and meta["init"]["lr"] == 1e-3 and meta["init"]["seed"] == 0
-    assert meta["steps_done"] == 2 and meta["train"]["lr"] == 2e-3 and meta["train"]["seed"] == 1
-    a, b = load_file(first / WEIGHTS_FILE), load_file(run / WEIGHTS_FILE)
-    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
-    # rerunning finds both stages finished and trains nothing
-    stamp = (run / "run.json").stat().st_mtime_ns, (first / "run.json").stat().st_mtime_ns
+    # the shipped manifest says what the weights carry: the earlier stages' budgets under "init", nested
+    assert meta["steps_done"] == 2 and meta["train"]["lr"] == 2e-3 and meta["train"]["seed"] == 2
+    assert meta["init"]["path"] == str(second) and meta["init"]["seed"] == 1 and meta["init"]["lr"] == 2e-3
+    assert meta["init"]["init"]["path"] == str(first) and meta["init"]["init"]["steps_done"] == 3
+    assert meta["init"]["init"]["lr"] == 1e-3 and meta["init"]["init"]["seed"] == 0
+    weights = [load_file(r / WEIGHTS_FILE) for r in (first, second, run)]
+    for a, b in itertools.pairwise(weights):
+        assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    # rerunning finds every stage finished and trains nothing
+    stamps = [(r / "run.json").stat().st_mtime_ns for r in (first, second, run)]
     assert from_scratch(tmp_path, cfg, progress=False) == run
-    assert ((run / "run.json").stat().st_mtime_ns, (first / "run.json").stat().st_mtime_ns) == stamp
+    assert [(r / "run.json").stat().st_mtime_ns for r in (first, second, run)] == stamps
 
 
 def test_from_scratch_without_a_second_stage_returns_the_first(tmp_path):
     cfg = ScratchConfig(prompts=30, images_per_prompt=3, scale="tiny", steps=2, eval_every=2, continue_steps=0)
     run = from_scratch(tmp_path, cfg, progress=False)
     assert run == tmp_path / "pixel-tiny" and "init" not in json.loads((run / "run.json").read_text())
-    assert not (tmp_path / "pixel-tiny-continued").exists()
+    assert not (tmp_path / "pixel-tiny-stage2").exists()

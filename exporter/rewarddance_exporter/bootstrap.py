@@ -32,11 +32,11 @@ class ScratchConfig:
     steps: int = 6000
     eval_every: int = 500
     seed: int = 0
-    # second stage: a warm restart of the cosine schedule from the first stage's weights, another permutation of
-    # the same data (the first stage's validation R was still rising when its learning rate reached zero)
-    continue_steps: int = 0
+    # later stages, each a warm restart of the cosine schedule from the previous stage's weights with another
+    # permutation of the same data (the validation R was still rising when each schedule reached zero)
+    continue_steps: int = 0  # steps of each later stage (0: none)
     continue_lr: float = 5e-4
-    continue_seed: int = 1
+    continue_stages: int = 1  # their seeds are seed + 1, seed + 2, ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--continue-steps",
         type=int,
         default=d.continue_steps,
-        help="--from-scratch: steps of the second stage (a warm restart from the first; 0 skips it)",
+        help="--from-scratch: steps of each later stage (a warm restart from the one before; 0: none)",
     )
+    parser.add_argument("--continue-stages", type=int, default=d.continue_stages, help="--from-scratch: later stages")
     parser.add_argument("--scale", default=d.scale)
     parser.add_argument("--seed", type=int, default=d.seed)
 
@@ -97,17 +98,18 @@ def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
             PixelTrainConfig(scale=cfg.scale, steps=cfg.steps, eval_every=cfg.eval_every, seed=cfg.seed),
             progress=progress,
         )
-    if cfg.continue_steps > 0:
-        first, run = run, work / f"pixel-{cfg.scale}-continued"
+    for k in range(1, cfg.continue_stages + 1) if cfg.continue_steps > 0 else ():
+        previous, run = run, work / f"pixel-{cfg.scale}-stage{k + 1}"
         if not (run / "run.json").exists():
             stage = PixelTrainConfig(
                 scale=cfg.scale,
                 steps=cfg.continue_steps,
                 lr=cfg.continue_lr,
                 eval_every=cfg.eval_every,
-                seed=cfg.continue_seed,
+                seed=cfg.seed + k,
             )
-            train(data, run, stage, progress=progress, init=first)
+            train(data, run, stage, progress=progress, init=previous)
+        print(f"[bootstrap] stage {k + 1} done ({time.perf_counter() - started:.0f} s)", flush=True)
     print(f"[bootstrap] reward model done ({time.perf_counter() - started:.0f} s)", flush=True)
     return run
 
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             steps=args.steps,
             seed=args.seed,
             continue_steps=args.continue_steps,
+            continue_stages=args.continue_stages,
         )
         source = from_scratch(args.work, cfg)
     else:
