@@ -48,7 +48,8 @@ def stages(run_json: dict) -> str:
     while init:
         parts.append(f"{init['steps_done']} steps in {init['wall_seconds'] / 60:.0f} min (lr {init['lr']:g})")
         init = init.get("init")
-    return f", after a first stage of {'; '.join(reversed(parts))} whose weights it started from" if parts else ""
+    n = len(parts) + 1
+    return f"; stage {n} of {n}, started from the weights of {', then '.join(reversed(parts))}" if parts else ""
 
 
 def main() -> None:

@@ -34,9 +34,9 @@ class ScratchConfig:
     seed: int = 0
     # later stages, each a warm restart of the cosine schedule from the previous stage's weights with another
     # permutation of the same data (the validation R was still rising when each schedule reached zero)
-    continue_steps: int = 0  # steps of each later stage (0: none)
+    continue_steps: int = 5000  # steps of each later stage (0: none)
     continue_lr: float = 5e-4
-    continue_stages: int = 1  # their seeds are seed + 1, seed + 2, ...
+    continue_stages: int = 2  # their seeds are seed + 1, seed + 2, ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
