@@ -420,6 +420,7 @@ def seed_summary(rows: list[dict]) -> list[str]:
     for (model, test_r, steps), group in groups.items():
         if len(group) < 2:
             continue
+        group = sorted(group, key=lambda r: r.get("seed", 0))
         gains = np.array([100 * r["gold_gain_rel"] for r in group])
         table.append(
             [
@@ -428,7 +429,7 @@ def seed_summary(rows: list[dict]) -> list[str]:
                 steps,
                 len(group),
                 f"{gains.mean():+.1f}% ± {gains.std(ddof=1):.1f}",
-                ", ".join(f"{g:+.1f}%" for g in gains),
+                ", ".join(f"{g:+.1f}% (seed {r.get('seed', 0)})" for g, r in zip(gains, group, strict=True)),
                 _f(float(np.mean([r["gold_tuned"] for r in group]))),
                 f"{np.mean([r['kl'] for r in group]):.3g}",
             ]

@@ -72,12 +72,13 @@ def test_keep_refuses_another_generator_or_other_settings(study, tmp_path):
 
 def test_seed_rows_are_summarised_with_their_spread(study):
     rows = [_row("m v3", "rlhf", 10, g) | {"seed": k, "kl": 0.01} for k, g in enumerate([0.27, 0.25, 0.26])]
+    rows.reverse()  # listed out of seed order: the summary sorts them
     rows.append(_row("m v4", "rlhf", 10, 0.28) | {"kl": 0.02})  # one seed: no summary line
     lines = study.seed_summary(rows)
     table = [line for line in "\n".join(lines).splitlines() if line.startswith("| m ")]
     assert len(table) == 1
     # gains +35 / +25 / +30 %: mean +30.0, sample sd 5.0
-    assert "| 3 | +30.0% ± 5.0 | +35.0%, +25.0%, +30.0% | 0.260 |" in table[0]
+    assert "| 3 | +30.0% ± 5.0 | +35.0% (seed 0), +25.0% (seed 1), +30.0% (seed 2) | 0.260 |" in table[0]
     keys = {study._row_key(r) for r in rows[:3]}
     assert len(keys) == 3  # the seed is part of a row's identity
 
