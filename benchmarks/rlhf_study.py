@@ -377,7 +377,7 @@ def markdown(p: dict) -> str:
                 ["reward model", "steps", f"gold base ({k})", f"gold tuned ({k})", "gain"],
                 [
                     [
-                        r["reward_model"],
+                        r["reward_model"] + (f" (seed {r['seed']})" if r.get("seed") else ""),
                         r["steps"],
                         _f(r[f"gold_base_first{k}"]),
                         _f(r[f"gold_tuned_first{k}"]),
