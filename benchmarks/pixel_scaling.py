@@ -25,7 +25,7 @@ from common import RESULTS, command, machine, markdown_table
 from rewarddance_trainer.pixel_reward.config import PixelTrainConfig
 from rewarddance_trainer.pixel_reward.eval_cmd import evaluate_run
 from rewarddance_trainer.pixel_reward.model import load_model
-from rewarddance_trainer.pixel_reward.train import train
+from rewarddance_trainer.pixel_reward.train import earlier_stages, train
 
 COMPONENT_KEYS = ("fidelity", "style", "composition", "novelty")
 
@@ -78,11 +78,7 @@ def budget_of(run_json: dict) -> dict:
     """A run's training budget; for a run fine-tuned from others (run.json ``init``, nested), the whole chain:
     steps, images and time summed over the stages, each stage listed (earliest first), the selected step counted
     from the first stage's start."""
-    chain, init = [], run_json.get("init")
-    while init:
-        chain.append(init)
-        init = init.get("init")
-    earlier = chain[::-1]
+    earlier = earlier_stages(run_json)
     steps_before = sum(s["steps_done"] for s in earlier)
     this = {k: run_json[k] for k in STAGE_KEYS[:3]} | {k: run_json["train"][k] for k in STAGE_KEYS[3:]}
     budget = {
@@ -106,7 +102,7 @@ def row_for(
     run_json = json.loads((run / "run.json").read_text())
     test = evaluate_run(run, data, "test", run_json["train"]["test_prompts"])
     budget = budget_of(run_json)
-    first = budget.get("stages", [{}])[:-1]
+    steps_before, seen_before = (budget[k] - run_json[k] for k in ("steps_done", "samples_seen"))
     row = {
         "name": name,
         "ladder": ladder,
@@ -121,7 +117,7 @@ def row_for(
         "seconds_per_step": run_json["seconds_per_step"],
         "peak_rss_mb": run_json["peak_rss_mb"],
         "latency_ms": latency or {"batch_1": latency_ms(run, 1, 50), "batch_32": latency_ms(run, 32, 10)},
-        "val_curve": val_curve(run, sum(x["steps_done"] for x in first), sum(x["samples_seen"] for x in first)),
+        "val_curve": val_curve(run, steps_before, seen_before),
         "run": str(run),
         "load_average": load,
     }

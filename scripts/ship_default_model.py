@@ -20,6 +20,7 @@ from rewarddance_exporter.bootstrap import DEFAULT_MODEL
 from rewarddance_trainer.data import schema
 from rewarddance_trainer.pixel_reward.model import WEIGHTS_FILE, load_model
 from rewarddance_trainer.pixel_reward.text import PromptStates
+from rewarddance_trainer.pixel_reward.train import earlier_stages
 
 from rewarddance.components.base import COMPONENTS
 from rewarddance.preprocess import load_pixels
@@ -44,12 +45,12 @@ def pick_samples(data: Path, n: int) -> pd.DataFrame:
 
 def stages(run_json: dict) -> str:
     """For a run fine-tuned from another (``init`` in its run.json): the earlier stages' steps and time."""
-    parts, init = [], run_json.get("init")
-    while init:
-        parts.append(f"{init['steps_done']} steps in {init['wall_seconds'] / 60:.0f} min (lr {init['lr']:g})")
-        init = init.get("init")
+    parts = [
+        f"{s['steps_done']} steps in {s['wall_seconds'] / 60:.0f} min (lr {s['lr']:g})"
+        for s in earlier_stages(run_json)
+    ]
     n = len(parts) + 1
-    return f"; stage {n} of {n}, started from the weights of {', then '.join(reversed(parts))}" if parts else ""
+    return f"; stage {n} of {n}, started from the weights of {', then '.join(parts)}" if parts else ""
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def has_reward_model(repo: Path) -> bool:
 
 
 def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
-    """Every stage, skipping finished ones (each resumes where it stopped); returns the trained run (the second
+    """Every stage, skipping finished ones (each resumes where it stopped); returns the trained run (the last
     stage's when ``continue_steps`` > 0)."""
     from rewarddance_trainer.pixel_reward.config import PixelTrainConfig
     from rewarddance_trainer.pixel_reward.text import build_cache

@@ -348,6 +348,15 @@ def init_record(init: Path) -> dict:
     )
 
 
+def earlier_stages(run_info: dict) -> list[dict]:
+    """The ``init`` records of a staged run's run.json (see ``init_record``), earliest stage first."""
+    chain, init = [], run_info.get("init")
+    while init:
+        chain.append(init)
+        init = init.get("init")
+    return chain[::-1]
+
+
 def finish(run, model, tables, states, cfg, model_cfg, card, best: Best, records, data, init=None) -> dict:
     """The kept weights tested once on the test split; weights, curves and run.json."""
     if (run / BEST).exists():
