@@ -189,6 +189,7 @@ def _rows_rl(args, spec, seed: int = 0) -> list[dict]:
                 **model_metrics(args.repo, name, version),
                 "method": "rlhf",
                 "seed": seed,
+                "lr": lr_label(cfg),
                 "steps": ev["step"],
                 "samples_seen": ev["step"] * cfg.get("prompts_per_step", 0) * cfg.get("samples_per_prompt", 0),
                 "kl": ev["kl"],
@@ -259,20 +260,38 @@ def phase_report(args, cfg: RLHFConfig) -> None:
     print(markdown(payload))
 
 
+def lr_label(cfg: dict) -> str:
+    """How an RL run's learning rate went, e.g. "5e-3" or "6e-3 cosine" (runs from before schedules: constant)."""
+    mantissa, _, exponent = f"{cfg.get('lr', 0):.2e}".partition("e")
+    lr = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return lr + (" cosine" if cfg.get("lr_schedule", "constant") == "cosine" else "")
+
+
 def _row_key(r: dict) -> tuple:
-    return r["reward_model"], r["method"], r.get("steps", r.get("n")), r.get("seed", 0)
+    return r["reward_model"], r["method"], r.get("steps", r.get("n")), r.get("seed", 0), r.get("lr")
+
+
+# RL settings that may differ between the runs of one report (each RL row names its own): the seed and the learning
+# rate's value and schedule. Anything else (group size, clip, KL weight, sampler) makes studies not comparable.
+PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule")
 
 
 def keep_earlier(payload: dict, path: Path) -> None:
-    """Rows of an earlier result file (same generator, same settings) that this report does not remake, marked
-    ``earlier`` with that file's command and load, so a study can grow by one reward model without rerunning the
-    others (whose run folders may be gone). Its best-of-N and network blocks are kept when this run has none."""
+    """Rows of an earlier result file (same generator, same settings but for ``PER_ROW_SETTINGS``) that this report
+    does not remake, marked ``earlier`` with that file's command and load, so a study can grow by one reward model or
+    one learning-rate schedule without rerunning the others (whose run folders may be gone). RL rows from before rows
+    named their learning rate get the earlier study's. Its best-of-N and network blocks are kept when this run has
+    none."""
     earlier = json.loads(Path(path).read_text())
     settings = [
-        {k: v for k, v in (c or {}).items() if k != "seed"} for c in (earlier.get("rl_config"), payload["rl_config"])
+        {k: v for k, v in (c or {}).items() if k not in PER_ROW_SETTINGS}
+        for c in (earlier.get("rl_config"), payload["rl_config"])
     ]
     if earlier.get("generator") != payload["generator"] or settings[0] != settings[1]:
         raise SystemExit(f"--keep {path}: another generator or RL settings than this report's; not comparable")
+    for r in earlier["rows"]:
+        if r["method"] == "rlhf" and "lr" not in r:
+            r["lr"] = lr_label(earlier.get("rl_config") or {})
     made = {_row_key(r) for r in payload["rows"]}
     kept = [r | {"earlier": True} for r in earlier["rows"] if _row_key(r) not in made]
     payload["rows"] += kept
@@ -280,6 +299,8 @@ def keep_earlier(payload: dict, path: Path) -> None:
         if payload.get(key) is None:
             payload[key] = earlier.get(key)
     payload["earlier"] = {"file": str(path), "rows": len(kept), "command": earlier["command"], "load": earlier["load"]}
+    if earlier.get("earlier"):  # rows that file had carried over from another: where they came from stays on record
+        payload["earlier"]["earlier"] = earlier["earlier"]
 
 
 def subset_gold(args, rows: list[dict], k: int) -> None:
@@ -341,7 +362,7 @@ def markdown(p: dict) -> str:
         [
             r["reward_model"] + (" *" if r.get("earlier") else ""),
             _f(r.get("test_spearman_R")),
-            r["method"] + (f" (seed {r['seed']})" if r.get("seed") else ""),
+            r["method"] + _run_tag(r),
             r.get("steps", r.get("n")),
             "" if r["kl"] is None else f"{r['kl']:.3g}",
             _f(r["proxy_base"]),
@@ -377,7 +398,7 @@ def markdown(p: dict) -> str:
                 ["reward model", "steps", f"gold base ({k})", f"gold tuned ({k})", "gain"],
                 [
                     [
-                        r["reward_model"] + (f" (seed {r['seed']})" if r.get("seed") else ""),
+                        r["reward_model"] + _run_tag(r),
                         r["steps"],
                         _f(r[f"gold_base_first{k}"]),
                         _f(r[f"gold_tuned_first{k}"]),
@@ -404,9 +425,15 @@ def markdown(p: dict) -> str:
         lines += [
             "",
             f"\\* {e['rows']} rows carried over from the earlier study `{e['file']}` (same base generator and RL"
-            f" settings; load {e['load']}; command `{e['command']}`).",
+            f" settings but the learning rate, which each RL row names; load {e['load']}; command `{e['command']}`).",
         ]
     return "\n".join(lines)
+
+
+def _run_tag(r: dict) -> str:
+    """ " (seed 1, lr 6e-3 cosine)": what tells an RL row from another of the same reward model and budget."""
+    parts = ([f"seed {r['seed']}"] if r.get("seed") else []) + ([f"lr {r['lr']}"] if r.get("lr") else [])
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def seed_summary(rows: list[dict]) -> list[str]:
@@ -415,9 +442,9 @@ def seed_summary(rows: list[dict]) -> list[str]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["method"] == "rlhf":
-            groups.setdefault((r["reward_model"], r.get("test_spearman_R"), r["steps"]), []).append(r)
+            groups.setdefault((r["reward_model"], r.get("test_spearman_R"), r["steps"], r.get("lr")), []).append(r)
     table = []
-    for (model, test_r, steps), group in groups.items():
+    for (model, test_r, steps, lr), group in groups.items():
         if len(group) < 2:
             continue
         group = sorted(group, key=lambda r: r.get("seed", 0))
@@ -426,6 +453,7 @@ def seed_summary(rows: list[dict]) -> list[str]:
             [
                 model,
                 _f(test_r),
+                lr or "",
                 steps,
                 len(group),
                 f"{gains.mean():+.1f}% ± {gains.std(ddof=1):.1f}",
@@ -436,7 +464,7 @@ def seed_summary(rows: list[dict]) -> list[str]:
         )
     if not table:
         return []
-    head = ["reward model", "test R", "steps", "seeds", "gold gain, mean ± sd", "per seed", "gold tuned", "KL"]
+    head = ["reward model", "test R", "lr", "steps", "seeds", "gold gain, mean ± sd", "per seed", "gold tuned", "KL"]
     return [
         "RL over seeds (each seed its own prompts, noise, LoRA init and evaluation noise):",
         "",
@@ -457,8 +485,7 @@ def plot(rows: list[dict], bon: dict | None, path: Path) -> None:
             continue
         c = r["curve"]
         steps = [x["step"] for x in c]
-        seed = f" seed {r['seed']}" if r.get("seed") else ""
-        label = f"{r['reward_model']}{seed} (R {r.get('test_spearman_R') or 0:.2f})"
+        label = f"{r['reward_model']}{_run_tag(r)} R {r.get('test_spearman_R') or 0:.2f}"
         a1.plot(steps, [x["proxy"] for x in c], "o-", label=label)
         a2.plot(steps, [x["gold"] for x in c], "o-", label=label)
         a3.plot(steps, [x["kl"] for x in c], "o-", label=label)

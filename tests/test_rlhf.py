@@ -120,3 +120,22 @@ def test_resume_repeats_the_next_step(text, tmp_path):
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["trainable"]
     b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["trainable"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cosine_schedule_decays_to_zero_and_is_logged(text, tmp_path):
+    cfg = _cfg(steps=4, lr=1e-2, lr_schedule="cosine")
+    assert [round(cfg.lr_at(s), 6) for s in range(5)] == [0.01, 0.008536, 0.005, 0.001464, 0.0]
+    assert _cfg(lr=1e-2).lr_at(3) == 1e-2  # constant stays the default
+    with pytest.raises(ValueError, match="lr-schedule"):
+        _cfg(lr_schedule="linear")
+    run = tmp_path / "run"
+    train(
+        tiny_pipe(text),
+        redness,
+        run,
+        _cfg(steps=2, samples_per_prompt=2, eval_every=100, lr_schedule="cosine"),
+        TRAIN,
+        EVAL,
+        progress=False,
+    )
+    assert [r["lr"] for r in read_metrics(run) if r["kind"] == "train"] == [3e-3, 1.5e-3]

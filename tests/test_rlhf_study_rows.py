@@ -18,7 +18,7 @@ def study():
 
 
 def _row(model: str, method: str, k: int, gold: float) -> dict:
-    step = {"steps": k} if method == "rlhf" else {"n": k}
+    step = {"steps": k, "lr": "5e-3"} if method == "rlhf" else {"n": k}  # RL rows name their learning rate
     values = {"proxy_base": 0.4, "proxy_tuned": 0.5, "gold_base": 0.2, "gold_tuned": gold}
     return {
         "reward_model": model,
@@ -65,7 +65,7 @@ def test_keep_refuses_another_generator_or_other_settings(study, tmp_path):
     path.write_text(json.dumps(_payload([_row("m v3", "rlhf", 10, 0.27)], generator="runs/other")))
     with pytest.raises(SystemExit, match="not comparable"):
         study.keep_earlier(_payload([]), path)
-    path.write_text(json.dumps(_payload([], rl_config={"lr": 1e-3})))
+    path.write_text(json.dumps(_payload([], rl_config={"lr": 5e-3, "samples_per_prompt": 8})))
     with pytest.raises(SystemExit, match="not comparable"):
         study.keep_earlier(_payload([]), path)
 
@@ -89,3 +89,35 @@ def test_keep_accepts_another_seed_of_the_same_settings(study, tmp_path):
     now = _payload([_row("m v3", "rlhf", 10, 0.25) | {"seed": 1}], rl_config={"lr": 5e-3, "seed": 1})
     study.keep_earlier(now, path)
     assert sorted(r.get("seed", 0) for r in now["rows"]) == [0, 1]
+
+
+def test_rows_of_another_learning_rate_are_kept_and_named(study, tmp_path):
+    """A constant-lr study and a cosine one share a table; each RL row says which it was, the seed summary keeps
+    them apart, and rows the earlier file had carried over keep their origin."""
+    path = tmp_path / "rlhf.json"
+    old = [_row("m v3", "rlhf", 10, g) | {"seed": k, "kl": 0.01} for k, g in enumerate([0.27, 0.25])]
+    for r in old:
+        del r["lr"]  # written before rows named their learning rate: the earlier study's rl_config says it
+    origin = {"file": "older.json", "rows": 1, "command": "long ago", "load": [1, 1, 1]}
+    path.write_text(json.dumps(_payload(old, rl_config={"lr": 5e-3}, earlier=origin)))
+    new = [
+        _row("m v3", "rlhf", 10, g) | {"seed": k, "kl": 0.01, "lr": "6e-3 cosine"} for k, g in enumerate([0.3, 0.28])
+    ]
+    now = _payload(new, rl_config={"lr": 6e-3, "lr_schedule": "cosine"})
+    study.keep_earlier(now, path)
+    assert len(now["rows"]) == 4
+    assert sorted(r["lr"] for r in now["rows"]) == ["5e-3", "5e-3", "6e-3 cosine", "6e-3 cosine"]
+    assert now["earlier"]["earlier"] == origin
+    table = "\n".join(study.seed_summary(now["rows"])).splitlines()
+    rows = [line for line in table if line.startswith("| m v3")]
+    assert len(rows) == 2
+    assert any("| 5e-3 | 10 | 2 | +30.0% ± 7.1 |" in line for line in rows), rows
+    assert any("| 6e-3 cosine | 10 | 2 | +45.0% ± 7.1 |" in line for line in rows), rows
+    text = study.markdown(now | {"machine": {}, "eval_prompts": 200})
+    assert "rlhf (seed 1, lr 6e-3 cosine)" in text and "rlhf (lr 5e-3)" in text
+
+
+def test_lr_label_names_value_and_schedule(study):
+    assert study.lr_label({"lr": 5e-3}) == "5e-3"
+    assert study.lr_label({"lr": 6e-3, "lr_schedule": "cosine"}) == "6e-3 cosine"
+    assert study.lr_label({"lr": 1.5e-3, "lr_schedule": "constant"}) == "1.5e-3"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 
@@ -15,6 +16,7 @@ class RLHFConfig:
     min_sigma: float = 0.05  # steps with less noise than this are taken deterministically and are not actions
     guidance: float = 1.0  # classifier-free guidance of the policy (1 = conditional branch only, half the cost)
     lr: float = 3e-4
+    lr_schedule: str = "constant"  # or "cosine": lr decays from --lr to 0 at --steps (late updates stay small)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     clip_range: float = 1e-4  # PPO clip of the importance ratio (per-step ratios stay near 1; DDPO's value)
@@ -36,6 +38,16 @@ class RLHFConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"--lr-schedule: expected constant or cosine, got {self.lr_schedule!r}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of RL step ``step`` (a pure function of the step, so a resumed run repeats it)."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, self.steps) / self.steps))
 
     def weights(self) -> dict[str, float] | None:
         """``reward_weights`` as a dict ("fidelity=1,style=0.5" -> {...}); None for the model's defaults."""

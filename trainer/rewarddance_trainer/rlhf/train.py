@@ -163,6 +163,8 @@ def train(
         gold_scores = gold(ro.images, rep) if gold is not None else {}
         t3 = time.perf_counter()
         adv = group_advantages(rewards, group, cfg.adv_clip)
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr_at(step)
         stats = ppo_update(policy, opt, ro, cond, adv, cfg, gen)
         t4 = time.perf_counter()
         row = {
@@ -171,6 +173,7 @@ def train(
             "proxy": float(rewards.mean()),
             "reward_std": float(rewards.reshape(-1, group).std(1).mean()),
             "kl": float(ro.kl.mean()),
+            "lr": cfg.lr_at(step),
             **stats,
             "seconds_sampling": t1 - t0,
             "seconds_scoring": t2 - t1,
