@@ -36,7 +36,7 @@ class ScratchConfig:
     # permutation of the same data (the validation R was still rising when each schedule reached zero)
     continue_steps: int = 5000  # steps of each later stage (0: none)
     continue_lr: float = 5e-4
-    continue_stages: int = 3  # their seeds are seed + 1, seed + 2, ...
+    continue_stages: int = 4  # their seeds are seed + 1, seed + 2, ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
