@@ -474,27 +474,47 @@ def seed_summary(rows: list[dict]) -> list[str]:
 
 
 def plot(rows: list[dict], bon: dict | None, path: Path) -> None:
+    """Held-out curves, one colour per reward model and learning rate: each seed thin, their mean thick (over the
+    steps every seed reached). Gold is shown as the gain over each run's own step 0 (seeds differ in base gold)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4.5))
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        if "curve" not in r:
-            continue
-        c = r["curve"]
-        steps = [x["step"] for x in c]
-        label = f"{r['reward_model']}{_run_tag(r)} R {r.get('test_spearman_R') or 0:.2f}"
-        a1.plot(steps, [x["proxy"] for x in c], "o-", label=label)
-        a2.plot(steps, [x["gold"] for x in c], "o-", label=label)
-        a3.plot(steps, [x["kl"] for x in c], "o-", label=label)
+        if "curve" in r:
+            groups.setdefault((r["reward_model"], r.get("lr"), r.get("test_spearman_R")), []).append(r)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, ((model, lr, test_r), group) in enumerate(groups.items()):
+        colour = colours[i % len(colours)]
+        series = {"proxy": [], "gain": [], "kl": []}
+        for r in group:
+            c = r["curve"]
+            steps = [x["step"] for x in c]
+            series["proxy"].append(dict(zip(steps, [x["proxy"] for x in c], strict=True)))
+            series["gain"].append(dict(zip(steps, [100 * (x["gold"] / c[0]["gold"] - 1) for x in c], strict=True)))
+            series["kl"].append(dict(zip(steps, [x["kl"] for x in c], strict=True)))
+        label = f"{model}{f' lr {lr}' if lr else ''} (R {test_r or 0:.2f}, {len(group)} seed{'s' * (len(group) > 1)})"
+        for ax, key in ((a1, "proxy"), (a2, "gain"), (a3, "kl")):
+            for run in series[key]:
+                ax.plot(list(run), list(run.values()), "-", color=colour, lw=0.7, alpha=0.35)
+            shared = sorted(set.intersection(*(set(run) for run in series[key])))
+            ax.plot(
+                shared,
+                [np.mean([run[k] for run in series[key]]) for k in shared],
+                "o-",
+                color=colour,
+                lw=2,
+                label=label,
+            )
     for r in rows:
-        if r["method"] == "best_of_n" and r["n"] > 1:
-            a2.axhline(r["gold_tuned"], ls=":", lw=0.8, color="gray")
-            a2.annotate(f"BoN-{r['n']} {r['reward_model']}", (0, r["gold_tuned"]), fontsize=6, color="gray")
+        if r["method"] == "best_of_n" and r["n"] == 16:
+            a2.axhline(100 * r["gold_gain_rel"], ls=":", lw=0.8, color="gray")
+            a2.annotate(f"BoN-16 {r['reward_model']}", (0, 100 * r["gold_gain_rel"]), fontsize=6, color="gray")
     a1.set_title("proxy reward (held-out, own reward model)")
-    a2.set_title("oracle gold utility (held-out)")
+    a2.set_title("oracle gold utility, % over step 0 (held-out; dotted: best-of-16)")
     a3.set_title("KL to base")
     for a in (a1, a2, a3):
         a.set_xlabel("RL step")
