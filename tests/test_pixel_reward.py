@@ -119,6 +119,22 @@ def test_listwise_loss_prefers_the_rated_order():
     assert torch.isclose(single, expected)
 
 
+def test_component_listwise_loss_ranks_each_head_by_its_own_rating():
+    """Each head is asked to order a prompt's candidates by its own rating: heads in the rated order cost less
+    than the same heads swapped between two components whose ratings disagree."""
+    from rewarddance_trainer.pixel_reward.config import PixelTrainConfig
+
+    cfg = PixelTrainConfig(component_listwise_weight=1.0)
+    targets = torch.tensor([[0.9, 0.1, 0.5, 0.5], [0.1, 0.9, 0.5, 0.5]])  # fidelity and style disagree
+    group = np.zeros(2, int)
+    right = pixel_train.component_listwise_loss(targets.clone(), targets, group, cfg)
+    swapped = targets[:, [1, 0, 2, 3]]  # each of the first two heads ranks the pair the wrong way round
+    wrong = pixel_train.component_listwise_loss(swapped, targets, group, cfg)
+    assert float(right) < float(wrong)
+    with pytest.raises(ValueError, match=">= 0"):
+        PixelTrainConfig(component_listwise_weight=-1.0)
+
+
 def test_pairs_are_found_inside_a_batch(pixel_data: Path):
     tables = Tables.load(pixel_data)
     index = PairIndex(tables.pair_rows, tables.pair_target, len(tables.images))

@@ -67,6 +67,9 @@ class PixelTrainConfig:
     bt_weight: float = 1.0
     listwise_weight: float = 1.0
     listwise_temperature: float = 0.05  # softmax temperature on R and on the rated utility, both in [0, 1]
+    # + component_listwise_weight * the same ListNet term for each head against its own mean rating (R's listwise
+    # term ranks a prompt's candidates by the composite only; this asks each component to rank them too). 0: off.
+    component_listwise_weight: float = 0.0
     # + swap_weight * softplus(F(image, another prompt) - F(image, its prompt)) on the fidelity logits, for
     # swap_images candidates of each prompt read with the next batch prompt's words: without it the fidelity head
     # learns to read the image alone (at step 500 of the first small run it scored an image the same for its own
@@ -91,7 +94,7 @@ class PixelTrainConfig:
         for name in ("steps", "prompts_per_batch", "images_per_prompt", "eval_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.mse_weight < 0 or self.bt_weight < 0 or self.listwise_weight < 0:
+        if min(self.mse_weight, self.bt_weight, self.listwise_weight, self.component_listwise_weight) < 0:
             raise ValueError("loss weights must be >= 0")
         if self.mse_weight + self.bt_weight + self.listwise_weight == 0:
             raise ValueError("every loss weight is 0: nothing to train")

@@ -6,6 +6,7 @@ training prompts per epoch, so a resumed run sees the same batches) and minimise
     mse_weight * MSE(heads, mean Likert ratings in [0, 1])
   + bt_weight * Bradley-Terry(R_a - R_b; the pairs table's winner, ties as 0.5)
   + listwise_weight * ListNet(softmax(R / t) against softmax(rated utility / t) over each prompt's candidates)
+  (+ component_listwise_weight * the same ListNet for each head against its own rating, when set)
 
 with AdamW (warmup + cosine, gradient norm clipped to 1). Only the human tables are read; gold never. Every
 ``eval_every`` steps the model is validated on a fixed draw of val prompts and the best step by val Spearman R
@@ -116,6 +117,14 @@ def listwise_loss(reward: torch.Tensor, utility: torch.Tensor, group: np.ndarray
         target = torch.softmax(u / temperature, dim=0)
         losses.append(-(target * torch.log_softmax(reward[members] / temperature, dim=0)).sum())
     return torch.stack(losses).mean() if losses else reward.sum() * 0.0
+
+
+def component_listwise_loss(
+    components: torch.Tensor, targets: torch.Tensor, group: np.ndarray, cfg: PixelTrainConfig
+) -> torch.Tensor:
+    """ListNet within each prompt for every head against its own mean rating, averaged over the heads."""
+    heads = [listwise_loss(components[:, i], targets[:, i], group, cfg.listwise_temperature) for i in range(4)]
+    return torch.stack(heads).mean()
 
 
 # --- schedule, batches -----------------------------------------------------------------------------------------
@@ -239,8 +248,9 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     )
     # Loader processes and the time limit change how a run is carried out, not what it computes: a resume may differ.
     recipe = asdict(cfg) | {"workers": None, "time_limit": None}
-    if not cfg.edit_swap_weight:  # runs from before the term existed resume unchanged
-        recipe.pop("edit_swap_weight")
+    for term in ("edit_swap_weight", "component_listwise_weight"):
+        if not getattr(cfg, term):  # runs from before the term existed resume unchanged
+            recipe.pop(term)
     identity = {"train": recipe, "model": asdict(model_cfg), "data": card.get("table_sha256")}
     if init is not None:
         identity["init"] = str(init)
@@ -285,8 +295,11 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
         mse = mse_loss(components, targets)
         bt = bt_loss(reward, *pairs.within(rows), model.bt_scale)
         listwise = listwise_loss(reward, targets @ model.weights, group, cfg.listwise_temperature)
+        per_head = component_listwise_loss(components, targets, group, cfg) if cfg.component_listwise_weight else None
         swap = swap_loss(model, image, logits, prompt_tokens, prompt_mask, group, cfg.swap_images)
         loss = cfg.mse_weight * mse + cfg.bt_weight * bt + cfg.listwise_weight * listwise + cfg.swap_weight * swap
+        if per_head is not None:
+            loss = loss + cfg.component_listwise_weight * per_head
         edit_swap = loss.new_zeros(())
         if edited_states is not None:
             e_tokens, e_mask = evaluate.prompt_inputs(tables, *edited_states, rows)
@@ -306,6 +319,7 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
             "bt": round(float(bt.detach()), 5),
             "listwise": round(float(listwise.detach()), 5),
             "swap": round(float(swap.detach()), 5),
+            **({"component_listwise": round(float(per_head.detach()), 5)} if per_head is not None else {}),
             "edit_swap": round(float(edit_swap.detach()), 5),
             "lr": lr,
             "images": len(rows),
