@@ -1,4 +1,4 @@
-"""`rewarddance bootstrap --from-scratch` runs the default model's whole recipe: both training stages, resumable."""
+"""`rewarddance bootstrap --from-scratch` runs the default model's whole recipe: every training stage, resumable."""
 
 from __future__ import annotations
 
@@ -21,10 +21,15 @@ def test_from_scratch_trains_each_stage_from_the_one_before(tmp_path):
         continue_steps=2,
         continue_lr=2e-3,
         continue_stages=2,
+        final_steps=2,
     )
-    run = from_scratch(tmp_path, cfg, progress=False)
-    first, second = tmp_path / "pixel-tiny", tmp_path / "pixel-tiny-stage2"
-    assert run == tmp_path / "pixel-tiny-stage3"
+    last = from_scratch(tmp_path, cfg, progress=False)
+    first, second, run = tmp_path / "pixel-tiny", tmp_path / "pixel-tiny-stage2", tmp_path / "pixel-tiny-stage3"
+    assert last == tmp_path / "pixel-tiny-stage4"
+    final = json.loads((last / "run.json").read_text())  # the last stage adds the per-head listwise term
+    assert final["train"]["component_listwise_weight"] == 1.0 and final["train"]["seed"] == 3
+    assert final["init"]["path"] == str(run) and final["steps_done"] == 2
+    assert json.loads((run / "run.json").read_text())["train"]["component_listwise_weight"] == 0.0
     meta = json.loads((run / "run.json").read_text())
     # the shipped manifest says what the weights carry: the earlier stages' budgets under "init", nested
     assert meta["steps_done"] == 2 and meta["train"]["lr"] == 2e-3 and meta["train"]["seed"] == 2
@@ -35,9 +40,9 @@ def test_from_scratch_trains_each_stage_from_the_one_before(tmp_path):
     for a, b in itertools.pairwise(weights):
         assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
     # rerunning finds every stage finished and trains nothing
-    stamps = [(r / "run.json").stat().st_mtime_ns for r in (first, second, run)]
-    assert from_scratch(tmp_path, cfg, progress=False) == run
-    assert [(r / "run.json").stat().st_mtime_ns for r in (first, second, run)] == stamps
+    stamps = [(r / "run.json").stat().st_mtime_ns for r in (first, second, run, last)]
+    assert from_scratch(tmp_path, cfg, progress=False) == last
+    assert [(r / "run.json").stat().st_mtime_ns for r in (first, second, run, last)] == stamps
 
 
 def test_from_scratch_without_a_second_stage_returns_the_first(tmp_path):
