@@ -163,9 +163,11 @@ def phase_net(args, cfg: RLHFConfig, train_prompts) -> None:
     (args.runs / "net.json").write_text(json.dumps(out, indent=2))
 
 
-def _rows_rl(args, spec, seed: int = 0) -> list[dict]:
+def _rows_rl(args, spec, seed: int = 0, study_cfg: dict | None = None) -> list[dict]:
     """One row per held-out evaluation after the start (so runs compare at equal budgets); the last has the curve.
-    A seed other than 0 is another RL run (prompt draws, noise, LoRA init and the evaluation noise all differ)."""
+    A seed other than 0 is another RL run (prompt draws, noise, LoRA init and the evaluation noise all differ).
+    A run stopped before its end has no run.json yet: its settings are the study's (``study_cfg``), which a rerun
+    would resume it with."""
     name, version, _ = parse_model(spec)
     run = run_dir(args, name, version, seed)
     rows = read_metrics(run)
@@ -173,7 +175,7 @@ def _rows_rl(args, spec, seed: int = 0) -> list[dict]:
     train_rows = [r for r in rows if r["kind"] == "train"]
     if len(evals) < 2:
         return []
-    cfg = json.loads((run / "run.json").read_text())["config"] if (run / "run.json").exists() else {}
+    cfg = json.loads((run / "run.json").read_text())["config"] if (run / "run.json").exists() else study_cfg or {}
     per_part = {
         k: float(np.median([r[f"seconds_{k}"] for r in train_rows])) for k in ("sampling", "scoring", "gold", "update")
     }
@@ -212,7 +214,7 @@ def _rows_rl(args, spec, seed: int = 0) -> list[dict]:
 
 
 def phase_report(args, cfg: RLHFConfig) -> None:
-    rows = [r for s in args.models for seed in args.seeds for r in _rows_rl(args, s, seed)]
+    rows = [r for s in args.models for seed in args.seeds for r in _rows_rl(args, s, seed, cfg.to_dict())]
     bon = json.loads((args.runs / "bon.json").read_text()) if (args.runs / "bon.json").exists() else None
     if bon:
         base_gold = next((r["gold"] for m in bon["models"].values() for r in m["rows"] if r["n"] == 1), None)
