@@ -18,14 +18,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from common import RESULTS, command, machine, markdown_table, write_result
 from rewarddance_trainer.pixel_reward import evaluate
 from rewarddance_trainer.pixel_reward.data import Tables
 from rewarddance_trainer.pixel_reward.model import PixelRewardModel, load_model
 from rewarddance_trainer.pixel_reward.text import load_cache
-from rewarddance_trainer.reward.evaluate import spearman
 
 from rewarddance.components.base import COMPONENTS
 
@@ -53,11 +51,7 @@ def scores(tables: Tables, data: Path, rows: np.ndarray, c: np.ndarray, r: np.nd
 def rater_agreement(tables: Tables, data: Path, rows: np.ndarray, w: np.ndarray) -> dict:
     """Spearman of the mean human rating with gold, per component and for R: what the labels themselves carry."""
     targets = tables.targets[rows]
-    gold = pd.read_parquet(data / "gold" / "gold.parquet").set_index("image_id")
-    gold = gold.loc[np.asarray(tables.images.image_id.iloc[rows])]
-    out = {c: spearman(targets[:, i], gold[c].to_numpy()) for i, c in enumerate(COMPONENTS)}
-    out["reward"] = spearman(targets @ w, gold["utility"].to_numpy())
-    return out
+    return evaluate.gold_metrics(data, tables.images.image_id.iloc[rows], targets, targets @ w)
 
 
 def main() -> None:
