@@ -123,7 +123,8 @@ def component_listwise_loss(
     components: torch.Tensor, targets: torch.Tensor, group: np.ndarray, cfg: PixelTrainConfig
 ) -> torch.Tensor:
     """ListNet within each prompt for every head against its own mean rating, averaged over the heads."""
-    heads = [listwise_loss(components[:, i], targets[:, i], group, cfg.listwise_temperature) for i in range(4)]
+    t = cfg.listwise_temperature
+    heads = [listwise_loss(components[:, i], targets[:, i], group, t) for i in range(components.shape[1])]
     return torch.stack(heads).mean()
 
 
@@ -295,10 +296,11 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
         mse = mse_loss(components, targets)
         bt = bt_loss(reward, *pairs.within(rows), model.bt_scale)
         listwise = listwise_loss(reward, targets @ model.weights, group, cfg.listwise_temperature)
-        per_head = component_listwise_loss(components, targets, group, cfg) if cfg.component_listwise_weight else None
         swap = swap_loss(model, image, logits, prompt_tokens, prompt_mask, group, cfg.swap_images)
         loss = cfg.mse_weight * mse + cfg.bt_weight * bt + cfg.listwise_weight * listwise + cfg.swap_weight * swap
-        if per_head is not None:
+        per_head = None
+        if cfg.component_listwise_weight:
+            per_head = component_listwise_loss(components, targets, group, cfg)
             loss = loss + cfg.component_listwise_weight * per_head
         edit_swap = loss.new_zeros(())
         if edited_states is not None:
