@@ -135,6 +135,30 @@ def test_component_listwise_loss_ranks_each_head_by_its_own_rating():
         PixelTrainConfig(component_listwise_weight=-1.0)
 
 
+def test_component_listwise_heads_choose_which_heads_are_ranked():
+    """Naming heads restricts the term to them: a mistake in the style head costs nothing when only fidelity is
+    ranked, and the same mistake in fidelity does; an unknown name is refused."""
+    from rewarddance_trainer.pixel_reward.config import PixelTrainConfig
+
+    targets = torch.tensor([[0.9, 0.1, 0.5, 0.5], [0.1, 0.9, 0.5, 0.5]])
+    group = np.zeros(2, int)
+    style_wrong = targets.clone()
+    style_wrong[:, 1] = targets[:, 1].flip(0)
+    fidelity_wrong = targets.clone()
+    fidelity_wrong[:, 0] = targets[:, 0].flip(0)
+    only_fidelity = PixelTrainConfig(component_listwise_weight=1.0, component_listwise_heads="fidelity")
+    assert only_fidelity.listwise_heads == ("fidelity",)
+    right = float(pixel_train.component_listwise_loss(targets.clone(), targets, group, only_fidelity))
+    assert float(pixel_train.component_listwise_loss(style_wrong, targets, group, only_fidelity)) == right
+    assert float(pixel_train.component_listwise_loss(fidelity_wrong, targets, group, only_fidelity)) > right + 1.0
+    every_head = PixelTrainConfig(component_listwise_weight=1.0)
+    assert float(pixel_train.component_listwise_loss(style_wrong, targets, group, every_head)) > float(
+        pixel_train.component_listwise_loss(targets.clone(), targets, group, every_head)
+    )
+    with pytest.raises(ValueError, match="unknown"):
+        PixelTrainConfig(component_listwise_heads="fidelity,beauty")
+
+
 def test_pairs_are_found_inside_a_batch(pixel_data: Path):
     tables = Tables.load(pixel_data)
     index = PairIndex(tables.pair_rows, tables.pair_target, len(tables.images))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rewarddance.components.base import COMPONENTS
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -70,6 +72,8 @@ class PixelTrainConfig:
     # + component_listwise_weight * the same ListNet term for each head against its own mean rating (R's listwise
     # term ranks a prompt's candidates by the composite only; this asks each component to rank them too). 0: off.
     component_listwise_weight: float = 0.0
+    # which heads that term ranks, comma-separated component names ("fidelity,composition"); empty: all four
+    component_listwise_heads: str = ""
     # + swap_weight * softplus(F(image, another prompt) - F(image, its prompt)) on the fidelity logits, for
     # swap_images candidates of each prompt read with the next batch prompt's words: without it the fidelity head
     # learns to read the image alone (at step 500 of the first small run it scored an image the same for its own
@@ -98,7 +102,16 @@ class PixelTrainConfig:
             raise ValueError("loss weights must be >= 0")
         if self.mse_weight + self.bt_weight + self.listwise_weight == 0:
             raise ValueError("every loss weight is 0: nothing to train")
+        unknown = set(self.listwise_heads) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"component_listwise_heads: unknown {sorted(unknown)}; choose from {list(COMPONENTS)}")
         if self.edit_swap_weight < 0:
             raise ValueError("edit_swap_weight must be >= 0")
         if self.listwise_temperature <= 0:
             raise ValueError("listwise_temperature must be > 0")
+
+    @property
+    def listwise_heads(self) -> tuple[str, ...]:
+        """The heads the per-head listwise term ranks, in COMPONENTS order of naming."""
+        names = tuple(n.strip() for n in self.component_listwise_heads.split(",") if n.strip())
+        return names or COMPONENTS

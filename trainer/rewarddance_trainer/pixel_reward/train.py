@@ -6,7 +6,8 @@ training prompts per epoch, so a resumed run sees the same batches) and minimise
     mse_weight * MSE(heads, mean Likert ratings in [0, 1])
   + bt_weight * Bradley-Terry(R_a - R_b; the pairs table's winner, ties as 0.5)
   + listwise_weight * ListNet(softmax(R / t) against softmax(rated utility / t) over each prompt's candidates)
-  (+ component_listwise_weight * the same ListNet for each head against its own rating, when set)
+  (+ component_listwise_weight * the same ListNet for each head against its own rating, when set; only the heads
+   named in component_listwise_heads, when given)
 
 with AdamW (warmup + cosine, gradient norm clipped to 1). Only the human tables are read; gold never. Every
 ``eval_every`` steps the model is validated on a fixed draw of val prompts and the best step by val Spearman R
@@ -27,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+
+from rewarddance.components.base import COMPONENTS
 
 from ..data import schema
 from ..reward.train import code_version, peak_rss_mb
@@ -122,9 +125,11 @@ def listwise_loss(reward: torch.Tensor, utility: torch.Tensor, group: np.ndarray
 def component_listwise_loss(
     components: torch.Tensor, targets: torch.Tensor, group: np.ndarray, cfg: PixelTrainConfig
 ) -> torch.Tensor:
-    """ListNet within each prompt for every head against its own mean rating, averaged over the heads."""
+    """ListNet within each prompt for each chosen head (``cfg.listwise_heads``) against its own mean rating,
+    averaged over those heads."""
     t = cfg.listwise_temperature
-    heads = [listwise_loss(components[:, i], targets[:, i], group, t) for i in range(components.shape[1])]
+    columns = [COMPONENTS.index(name) for name in cfg.listwise_heads]
+    heads = [listwise_loss(components[:, i], targets[:, i], group, t) for i in columns]
     return torch.stack(heads).mean()
 
 
@@ -249,7 +254,7 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     )
     # Loader processes and the time limit change how a run is carried out, not what it computes: a resume may differ.
     recipe = asdict(cfg) | {"workers": None, "time_limit": None}
-    for term in ("edit_swap_weight", "component_listwise_weight"):
+    for term in ("edit_swap_weight", "component_listwise_weight", "component_listwise_heads"):
         if not getattr(cfg, term):  # runs from before the term existed resume unchanged
             recipe.pop(term)
     identity = {"train": recipe, "model": asdict(model_cfg), "data": card.get("table_sha256")}
