@@ -22,13 +22,18 @@ def test_from_scratch_trains_each_stage_from_the_one_before(tmp_path):
         continue_lr=2e-3,
         continue_stages=2,
         final_steps=2,
+        final_stages=2,
     )
     last = from_scratch(tmp_path, cfg, progress=False)
     first, second, run = tmp_path / "pixel-tiny", tmp_path / "pixel-tiny-stage2", tmp_path / "pixel-tiny-stage3"
-    assert last == tmp_path / "pixel-tiny-stage4"
-    final = json.loads((last / "run.json").read_text())  # the last stage adds the per-head listwise term
-    assert final["train"]["component_listwise_weight"] == 1.0 and final["train"]["seed"] == 3
-    assert final["init"]["path"] == str(run) and final["steps_done"] == 2
+    assert last == tmp_path / "pixel-tiny-stage5"
+    # the final stages add the per-head listwise term on the fidelity head, each from the one before
+    for k, stage in ((4, tmp_path / "pixel-tiny-stage4"), (5, last)):
+        final = json.loads((stage / "run.json").read_text())
+        assert final["train"]["component_listwise_weight"] == 1.0 and final["train"]["seed"] == k - 1
+        assert final["train"]["component_listwise_heads"] == "fidelity" and final["steps_done"] == 2
+    assert json.loads((last / "run.json").read_text())["init"]["path"] == str(tmp_path / "pixel-tiny-stage4")
+    assert json.loads((tmp_path / "pixel-tiny-stage4" / "run.json").read_text())["init"]["path"] == str(run)
     assert json.loads((run / "run.json").read_text())["train"]["component_listwise_weight"] == 0.0
     meta = json.loads((run / "run.json").read_text())
     # the shipped manifest says what the weights carry: the earlier stages' budgets under "init", nested
@@ -40,9 +45,10 @@ def test_from_scratch_trains_each_stage_from_the_one_before(tmp_path):
     for a, b in itertools.pairwise(weights):
         assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
     # rerunning finds every stage finished and trains nothing
-    stamps = [(r / "run.json").stat().st_mtime_ns for r in (first, second, run, last)]
+    every = (first, second, run, tmp_path / "pixel-tiny-stage4", last)
+    stamps = [(r / "run.json").stat().st_mtime_ns for r in every]
     assert from_scratch(tmp_path, cfg, progress=False) == last
-    assert [(r / "run.json").stat().st_mtime_ns for r in (first, second, run, last)] == stamps
+    assert [(r / "run.json").stat().st_mtime_ns for r in every] == stamps
 
 
 def test_from_scratch_without_a_second_stage_returns_the_first(tmp_path):
