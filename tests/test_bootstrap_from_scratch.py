@@ -56,3 +56,19 @@ def test_from_scratch_without_a_second_stage_returns_the_first(tmp_path):
     run = from_scratch(tmp_path, cfg, progress=False)
     assert run == tmp_path / "pixel-tiny" and "init" not in json.loads((run / "run.json").read_text())
     assert not (tmp_path / "pixel-tiny-stage2").exists()
+
+
+def test_the_default_recipe_is_the_one_the_shipped_model_was_made_by():
+    """`bootstrap --from-scratch` with its defaults retrains the shipped model: same stages, budgets, rates, seeds
+    (the shipped run.json nests every earlier stage under "init") and the last stage's loss settings."""
+    from rewarddance_exporter.bootstrap import DEFAULT_MODEL, stages
+    from rewarddance_trainer.pixel_reward.train import earlier_stages
+
+    shipped = json.loads((DEFAULT_MODEL / "run.json").read_text())
+    recipe = stages(ScratchConfig())
+    chain = [*earlier_stages(shipped), {"steps_done": shipped["steps_done"], **shipped["train"]}]
+    assert [(s["steps_done"], s["lr"], s["seed"]) for s in chain] == [(c.steps, c.lr, c.seed) for c in recipe]
+    last = shipped["train"]
+    assert last["component_listwise_weight"] == recipe[-1].component_listwise_weight > 0
+    assert last["component_listwise_heads"] == recipe[-1].component_listwise_heads == "fidelity"
+    assert shipped["scale"] == recipe[-1].scale

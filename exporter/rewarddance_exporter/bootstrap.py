@@ -38,10 +38,10 @@ class ScratchConfig:
     continue_lr: float = 5e-4
     continue_stages: int = 4  # their seeds are seed + 1, seed + 2, ...
     # then final stages that also ask the fidelity head to rank each prompt's candidates by their fidelity ratings
-    # (the per-head listwise term on fidelity alone: fidelity vs gold 0.602 -> 0.652 -> 0.662 over the two, where a
-    # stage without it gave +0.002, and the term on all four heads +0.033 at a cost in novelty)
+    # (the per-head listwise term on fidelity alone: fidelity vs gold 0.602 -> 0.652 -> 0.662 -> 0.668 over three,
+    # where a stage without it gave +0.002, and the term on all four heads +0.033 at a cost in novelty)
     final_steps: int = 3000  # steps of each final stage (0: none)
-    final_stages: int = 2  # their seeds continue the count
+    final_stages: int = 3  # their seeds continue the count
     final_component_listwise: float = 1.0
     final_listwise_heads: str = "fidelity"
 
