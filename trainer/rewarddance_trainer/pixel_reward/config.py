@@ -112,6 +112,6 @@ class PixelTrainConfig:
 
     @property
     def listwise_heads(self) -> tuple[str, ...]:
-        """The heads the per-head listwise term ranks, in COMPONENTS order of naming."""
+        """The heads the per-head listwise term ranks, in the order named (all four when none are)."""
         names = tuple(n.strip() for n in self.component_listwise_heads.split(",") if n.strip())
         return names or COMPONENTS
