@@ -207,6 +207,35 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(pixel_data: Path
     assert a == pytest.approx(b, rel=1e-4)
 
 
+def test_a_grown_model_starts_as_the_model_it_grows_from_then_trains_its_new_blocks(
+    pixel_run: Path, pixel_data: Path, tmp_path: Path
+):
+    from rewarddance_trainer.pixel_reward.train import load_init
+
+    small = load_model(pixel_run)
+    deeper = replace(small.cfg, image_layers=small.cfg.image_layers + 1, fusion_layers=small.cfg.fusion_layers + 2)
+    grown = PixelRewardModel(deeper)
+    load_init(grown, pixel_run)
+    pixels, tokens, mask = _inputs(4)
+    with torch.no_grad():
+        assert torch.equal(grown.eval()(pixels, tokens, mask)[0], small(pixels, tokens, mask)[0])
+    with pytest.raises(ValueError, match="pass --scale"):  # a shallower model cannot take the weights
+        load_init(PixelRewardModel(replace(small.cfg, fusion_layers=small.cfg.fusion_layers - 1)), pixel_run)
+    with pytest.raises(ValueError, match="pass --init"):
+        pixel_train.train(pixel_data, tmp_path / "nothing", replace(TINY, grow_fusion_layers=1), progress=False)
+
+    cfg = replace(TINY, grow_image_layers=1, grow_fusion_layers=2, steps=4, eval_every=2)
+    run = tmp_path / "grown"
+    m = pixel_train.train(pixel_data, run, cfg, progress=False, init=pixel_run)
+    assert (m["model"]["image_layers"], m["model"]["fusion_layers"]) == (deeper.image_layers, deeper.fusion_layers)
+    assert m["parameters"] > json.loads((pixel_run / "run.json").read_text())["parameters"]
+    trained = load_model(run)
+    assert trained.fusion_blocks[-1].proj.weight.abs().max() > 0  # the new blocks moved off the identity
+    # a further stage from the grown run keeps its depth without asking to grow again
+    again = pixel_train.train(pixel_data, tmp_path / "next", replace(TINY, steps=2, eval_every=2), False, init=run)
+    assert again["model"] == m["model"]
+
+
 def test_export_scores_the_same_through_the_serving_pipeline(pixel_run: Path, tmp_path: Path):
     from rewarddance_exporter.pixel_export import export_pixel_run, real_samples
     from rewarddance_trainer.pixel_reward.text import PromptStates

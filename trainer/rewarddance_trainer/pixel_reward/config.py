@@ -84,6 +84,11 @@ class PixelTrainConfig:
     # prompt)) for the swap_images candidates of each prompt rated most faithful: a hard negative that differs in
     # one word (edits.py; needs `rewarddance data prompt-states DATA --edited`). 0: off.
     edit_swap_weight: float = 0.0
+    # blocks added to the --init model's image tower / fusion stack (after its own), each starting as the identity
+    # (its two residual outputs zeroed), so the grown model scores exactly as the model it grows from until training
+    # moves them: a larger model that keeps what the smaller one learned. 0: none (needs --init otherwise).
+    grow_image_layers: int = 0
+    grow_fusion_layers: int = 0
     eval_every: int = 250
     val_prompts: int = 300  # a fixed draw of val prompts selects the step (all their images)
     test_prompts: int = 1000  # a fixed draw (the same for every run) of test prompts for the final numbers; 0: all
@@ -105,6 +110,8 @@ class PixelTrainConfig:
         unknown = set(self.listwise_heads) - set(COMPONENTS)
         if unknown:
             raise ValueError(f"component_listwise_heads: unknown {sorted(unknown)}; choose from {list(COMPONENTS)}")
+        if min(self.grow_image_layers, self.grow_fusion_layers) < 0:
+            raise ValueError("grow_image_layers and grow_fusion_layers must be >= 0")
         if self.edit_swap_weight < 0:
             raise ValueError("edit_swap_weight must be >= 0")
         if self.listwise_temperature <= 0:

@@ -131,6 +131,28 @@ class PixelRewardModel(nn.Module):
         return self.bt_log_scale.exp()
 
 
+def identity_block_(block: Block) -> Block:
+    """Zero a block's two residual outputs (the attention projection and the MLP's last layer): it maps x to x exactly,
+    and training moves it from there (the gradients of those two layers are not zero)."""
+    for layer in (block.proj, block.mlp[2]):
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return block
+
+
+def load_grown(model: PixelRewardModel, state: Mapping[str, torch.Tensor], image_from: int, fusion_from: int) -> None:
+    """Load a smaller model's weights into ``model``, whose image blocks from ``image_from`` and fusion blocks from
+    ``fusion_from`` on are new: those start as the identity, so ``model`` scores exactly as the smaller one did."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    new = {f"image_blocks.{i}." for i in range(image_from, len(model.image_blocks))}
+    new |= {f"fusion_blocks.{i}." for i in range(fusion_from, len(model.fusion_blocks))}
+    stray = [k for k in missing if not any(k.startswith(p) for p in new)]
+    if unexpected or stray:
+        raise ValueError(f"the weights do not fit this architecture: unexpected {unexpected}, missing {stray}")
+    for block in list(model.image_blocks)[image_from:] + list(model.fusion_blocks)[fusion_from:]:
+        identity_block_(block)
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

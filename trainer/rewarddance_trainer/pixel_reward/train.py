@@ -34,9 +34,9 @@ from rewarddance.components.base import COMPONENTS
 from ..data import schema
 from ..reward.train import code_version, peak_rss_mb
 from . import evaluate
-from .config import PixelTrainConfig, load_scale
+from .config import PixelRewardConfig, PixelTrainConfig, load_scale
 from .data import PairIndex, PromptGroups, Tables, collate
-from .model import MANIFEST_FILE, WEIGHTS_FILE, PixelRewardModel, parameter_count
+from .model import MANIFEST_FILE, WEIGHTS_FILE, PixelRewardModel, load_grown, parameter_count
 from .text import load_cache
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -214,16 +214,25 @@ def _records(run: Path, upto: int) -> list[dict]:
     return records
 
 
-def load_init(model: PixelRewardModel, init: Path) -> None:
-    """Start from another run's selected weights (fine-tuning, e.g. on a dataset of people's A/B votes)."""
+def init_architecture(init: Path) -> PixelRewardConfig:
+    """The architecture of the run ``--init`` names (a grown run is deeper than its scale's file says)."""
     meta = json.loads((init / MANIFEST_FILE).read_text()) if (init / MANIFEST_FILE).exists() else None
     if meta is None or not (init / WEIGHTS_FILE).exists():
         raise ValueError(f"--init {init} is not a finished pixel reward run (no {MANIFEST_FILE} / {WEIGHTS_FILE})")
-    if meta.get("model") != json.loads(json.dumps(asdict(model.cfg))):
-        raise ValueError(
-            f"--init {init} is a {meta.get('scale')} run with another architecture: pass --scale {meta.get('scale')}"
-        )
-    model.load_state_dict(load_file(init / WEIGHTS_FILE))
+    return PixelRewardConfig(**meta["model"])
+
+
+def load_init(model: PixelRewardModel, init: Path) -> None:
+    """Start from another run's selected weights (fine-tuning, e.g. on a dataset of people's A/B votes). The model
+    may have more image or fusion blocks than that run (``grow_*_layers``): those start as the identity."""
+    have = init_architecture(init)
+    want = model.cfg
+    deeper = want.image_layers >= have.image_layers and want.fusion_layers >= have.fusion_layers
+    same = replace(want, image_layers=have.image_layers, fusion_layers=have.fusion_layers, dropout=have.dropout)
+    if same != have or not deeper:
+        scale = json.loads((init / MANIFEST_FILE).read_text()).get("scale")
+        raise ValueError(f"--init {init} is a {scale} run with another architecture: pass --scale {scale}")
+    load_grown(model, load_file(init / WEIGHTS_FILE), have.image_layers, have.fusion_layers)
 
 
 # --- the recipe ------------------------------------------------------------------------------------------------
@@ -235,6 +244,15 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     states = load_cache(data)
     edited_states = load_cache(data, edited=True) if cfg.edit_swap_weight > 0 else None
     scale = load_scale(cfg.scale)
+    if (cfg.grow_image_layers or cfg.grow_fusion_layers) and init is None:
+        raise ValueError("--grow-image-layers / --grow-fusion-layers add blocks to a trained model: pass --init")
+    if init is not None:  # the depth is the init's (a grown run is deeper than its scale's file says), plus growth
+        start_from = init_architecture(Path(init))
+        scale = replace(
+            scale,
+            image_layers=start_from.image_layers + cfg.grow_image_layers,
+            fusion_layers=start_from.fusion_layers + cfg.grow_fusion_layers,
+        )
     model_cfg = replace(scale, dropout=scale.dropout if cfg.dropout is None else cfg.dropout)
     card = json.loads(schema.Layout(data).card.read_text())
     train_prompts = tables.prompt_rows("train", cfg.hold_out_style)
@@ -254,7 +272,13 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     )
     # Loader processes and the time limit change how a run is carried out, not what it computes: a resume may differ.
     recipe = asdict(cfg) | {"workers": None, "time_limit": None}
-    for term in ("edit_swap_weight", "component_listwise_weight", "component_listwise_heads"):
+    for term in (
+        "edit_swap_weight",
+        "component_listwise_weight",
+        "component_listwise_heads",
+        "grow_image_layers",
+        "grow_fusion_layers",
+    ):
         if not getattr(cfg, term):  # runs from before the term existed resume unchanged
             recipe.pop(term)
     identity = {"train": recipe, "model": asdict(model_cfg), "data": card.get("table_sha256")}
