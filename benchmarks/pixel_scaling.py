@@ -325,7 +325,7 @@ def main() -> None:
     parser.add_argument(
         "--keep-latency",
         action="store_true",
-        help="reuse the latency of the table's row of the same scale and ladder "
+        help="reuse the latency of the table's row of the same architecture (scale and parameters) "
         "(measured on an idle box) instead of measuring it now, e.g. while other jobs run",
     )
     parser.add_argument("--note", default="", help="a new ladder's note in scaling.md (how its runs were made)")
@@ -351,11 +351,12 @@ def main() -> None:
             rows.append(row)
     old = json.loads((args.out_dir / "scaling.json").read_text()) if (args.out_dir / "scaling.json").exists() else {}
     rungs = [r for r in old.get("rows", []) if "seed" not in r["name"]]
-    idle = {(r.get("scale"), r.get("ladder")): r.get("latency_ms") for r in rungs}
+    # latency depends on the architecture: a grown run has its scale's name but more blocks (and parameters)
+    idle = {(r.get("scale"), r.get("parameters"), r.get("ladder")): r.get("latency_ms") for r in rungs}
     for name, run in _pairs(args.existing, Path).items():
-        scale = json.loads((run / "run.json").read_text())["scale"]
-        same_scale = [v for (sc, _), v in idle.items() if sc == scale and v]  # latency depends on the architecture
-        latency = (idle.get((scale, args.ladder)) or next(iter(same_scale), None)) if args.keep_latency else None
+        arch = tuple(json.loads((run / "run.json").read_text())[k] for k in ("scale", "parameters"))
+        same_arch = [v for (*a, _), v in idle.items() if tuple(a) == arch and v]
+        latency = (idle.get((*arch, args.ladder)) or next(iter(same_arch), None)) if args.keep_latency else None
         rows.append(row_for(name, args.ladder, run, args.data, args.shifted, {}, latency))
     attach_seeds(rows)
     for scale, steps in _pairs(args.loso, int).items():
