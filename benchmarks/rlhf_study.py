@@ -263,19 +263,25 @@ def phase_report(args, cfg: RLHFConfig) -> None:
 
 
 def lr_label(cfg: dict) -> str:
-    """How an RL run's learning rate went, e.g. "5e-3" or "6e-3 cosine" (runs from before schedules: constant)."""
+    """How an RL run's learning rate went and what it trained, e.g. "5e-3", "6e-3 cosine", "2e-3 lora-all" (LoRA on
+    attention and every convolution) or "1e-4 full" (the whole UNet); runs from before these options: constant rate,
+    LoRA on attention."""
     mantissa, _, exponent = f"{cfg.get('lr', 0):.2e}".partition("e")
     lr = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-    return lr + (" cosine" if cfg.get("lr_schedule", "constant") == "cosine" else "")
+    lr += " cosine" if cfg.get("lr_schedule", "constant") == "cosine" else ""
+    if not cfg.get("lora", True):
+        return lr + " full"
+    return lr + (" lora-all" if cfg.get("lora_targets", "attention") == "all" else "")
 
 
 def _row_key(r: dict) -> tuple:
     return r["reward_model"], r["method"], r.get("steps", r.get("n")), r.get("seed", 0), r.get("lr")
 
 
-# RL settings that may differ between the runs of one report (each RL row names its own): the seed and the learning
-# rate's value and schedule. Anything else (group size, clip, KL weight, sampler) makes studies not comparable.
-PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule")
+# RL settings that may differ between the runs of one report (each RL row names its own, see lr_label): the seed,
+# the learning rate's value and schedule, and which weights train. Anything else (group size, clip, KL weight,
+# sampler) makes studies not comparable.
+PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule", "lora", "lora_targets")
 
 
 def keep_earlier(payload: dict, path: Path) -> None:

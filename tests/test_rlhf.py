@@ -92,18 +92,29 @@ def test_rl_learns_redness_with_kl_zero_at_start(text, tmp_path):
     assert (tmp_path / "run" / "curves.png").exists()
 
 
-def test_lora_policy_starts_at_the_base_and_saves_a_merged_pipeline(text, tmp_path):
+@pytest.mark.parametrize("targets", ["attention", "all"])
+def test_lora_policy_starts_at_the_base_and_saves_a_merged_pipeline(text, tmp_path, targets):
     from rewarddance_trainer.generator.load import generate_images, load_generator
 
-    cfg = _cfg(steps=2, samples_per_prompt=2, lora=True, lr=3e-2, kl_coef=0.01, eval_every=100)
+    cfg = _cfg(steps=2, samples_per_prompt=2, lora=True, lr=3e-2, kl_coef=0.01, eval_every=100, lora_targets=targets)
     train(tiny_pipe(text), redness, tmp_path / "run", cfg, TRAIN, EVAL, progress=False)
     steps = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
     assert steps[0]["kl"] == 0.0 and steps[1]["kl"] > 0
+    trained = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["trainable"]
+    # the full-resolution level has no attention: only "all" puts adapters on its convolutions
+    full_res = [k for k in trained if k.startswith("down_blocks.0.resnets.0.conv1.lora_")]
+    assert bool(full_res) == (targets == "all"), sorted(trained)[:4]
+    assert all("lora_" in k for k in trained)
     tuned = load_generator(tmp_path / "run")  # what `rewarddance generate --generator RUN` loads
     base = tiny_pipe(text)
     a = generate_images(tuned, EVAL[:2], n=2, steps=4, guidance=1.0, seed=0)
     b = generate_images(base, EVAL[:2], n=2, steps=4, guidance=1.0, seed=0)
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.1
+
+
+def test_unknown_lora_targets_are_refused():
+    with pytest.raises(ValueError, match="--lora-targets"):
+        RLHFConfig(lora_targets="convs")
 
 
 def test_resume_repeats_the_next_step(text, tmp_path):

@@ -121,3 +121,21 @@ def test_lr_label_names_value_and_schedule(study):
     assert study.lr_label({"lr": 5e-3}) == "5e-3"
     assert study.lr_label({"lr": 6e-3, "lr_schedule": "cosine"}) == "6e-3 cosine"
     assert study.lr_label({"lr": 1.5e-3, "lr_schedule": "constant"}) == "1.5e-3"
+    # which weights trained is part of a row's settings: LoRA on every convolution, or the whole UNet
+    assert study.lr_label({"lr": 2e-3, "lora_targets": "all"}) == "2e-3 lora-all"
+    assert study.lr_label({"lr": 1e-4, "lora": False, "lora_targets": "all"}) == "1e-4 full"
+    assert study.lr_label({"lr": 5e-3, "lora": True, "lora_targets": "attention"}) == "5e-3"
+
+
+def test_keep_earlier_accepts_a_report_that_differs_only_in_adapter_placement(study, tmp_path):
+    path = tmp_path / "earlier.json"
+    old = [_row("m v3", "rlhf", 10, 0.3) | {"lr": "5e-3"}]
+    path.write_text(json.dumps(_payload(old, rl_config={"lr": 5e-3})))
+    now = _payload(
+        [_row("m v3", "rlhf", 10, 0.35) | {"lr": "5e-3 lora-all"}], rl_config={"lr": 5e-3, "lora_targets": "all"}
+    )
+    study.keep_earlier(now, path)
+    assert sorted(r["lr"] for r in now["rows"]) == ["5e-3", "5e-3 lora-all"]
+    other = _payload([], rl_config={"lr": 5e-3, "kl_coef": 0.1})
+    with pytest.raises(SystemExit, match="not comparable"):
+        study.keep_earlier(other, path)

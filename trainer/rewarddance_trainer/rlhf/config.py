@@ -27,6 +27,7 @@ class RLHFConfig:
     lora: bool = True  # LoRA adapters (peft) on the UNet attention; False fine-tunes the whole UNet
     lora_rank: int = 8
     lora_alpha: float = 16.0
+    lora_targets: str = "attention"  # "attention" (q/k/v/out projections) or "all" (those + every convolution)
     reward_weights: str = ""  # component weights sent with each request, e.g. "fidelity=1" (default: the model's)
     reward_model: str = ""  # model name to pin (default: the service's default model)
     reward_version: int = 0  # version to pin (0: the model's default version)
@@ -42,6 +43,8 @@ class RLHFConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"--lr-schedule: expected constant or cosine, got {self.lr_schedule!r}")
+        if self.lora_targets not in ("attention", "all"):
+            raise ValueError(f"--lora-targets: expected attention or all, got {self.lora_targets!r}")
 
     def lr_at(self, step: int) -> float:
         """The learning rate of RL step ``step`` (a pure function of the step, so a resumed run repeats it)."""

@@ -13,9 +13,23 @@ import torch
 
 from ..generator.lora import TARGET_MODULES
 
+# The default UNet has no attention at full resolution (DownBlock2D / UpBlock2D): adapters on the attention
+# projections alone cannot touch the layers that draw the final pixels. "all" adds every convolution (ResNet convs,
+# shortcuts, down/upsamplers, conv_in/conv_out), matched by module-name suffix as peft does.
+CONV_MODULES = ["conv1", "conv2", "conv_shortcut", "conv", "conv_in", "conv_out"]
+LORA_TARGETS = {"attention": TARGET_MODULES, "all": TARGET_MODULES + CONV_MODULES}
+
 
 class Policy:
-    def __init__(self, pipe, lora: bool = True, rank: int = 8, alpha: float = 16.0, guidance: float = 1.0):
+    def __init__(
+        self,
+        pipe,
+        lora: bool = True,
+        rank: int = 8,
+        alpha: float = 16.0,
+        guidance: float = 1.0,
+        targets: str = "attention",
+    ):
         self.pipe = pipe
         self.unet = pipe.unet
         self.lora = lora
@@ -24,7 +38,9 @@ class Policy:
         if lora:
             from peft import LoraConfig
 
-            cfg = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=TARGET_MODULES)
+            cfg = LoraConfig(
+                r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=LORA_TARGETS[targets]
+            )
             self.unet.add_adapter(cfg)
             self.base_unet = None
         else:

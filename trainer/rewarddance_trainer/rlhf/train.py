@@ -139,7 +139,7 @@ def train(
     if getattr(pipe, "vae", None) is not None:
         raise ValueError("RLHF here tunes pixel-space pipelines (ShapesDiffusionPipeline); this one has a VAE")
     torch.manual_seed(cfg.seed)  # LoRA initialisation
-    policy = Policy(pipe, cfg.lora, cfg.lora_rank, cfg.lora_alpha, cfg.guidance)
+    policy = Policy(pipe, cfg.lora, cfg.lora_rank, cfg.lora_alpha, cfg.guidance, cfg.lora_targets)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = _resume(run, policy, opt)
     eval_cond = pipe.encode(eval_prompts)
