@@ -264,14 +264,24 @@ def phase_report(args, cfg: RLHFConfig) -> None:
 
 def lr_label(cfg: dict) -> str:
     """How an RL run's learning rate went and what it trained, e.g. "5e-3", "6e-3 cosine", "2e-3 lora-all" (LoRA on
-    attention and every convolution) or "1e-4 full" (the whole UNet); runs from before these options: constant rate,
-    LoRA on attention."""
-    mantissa, _, exponent = f"{cfg.get('lr', 0):.2e}".partition("e")
-    lr = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    attention and every convolution), "1e-4 full" (the whole UNet), "5e-3 beta 0.1" (a KL weight other than the
+    default 0.01); runs from before these options: constant rate, LoRA on attention, beta 0.01."""
+    lr = _short(cfg.get("lr", 0))
     lr += " cosine" if cfg.get("lr_schedule", "constant") == "cosine" else ""
     if not cfg.get("lora", True):
-        return lr + " full"
-    return lr + (" lora-all" if cfg.get("lora_targets", "attention") == "all" else "")
+        lr += " full"
+    elif cfg.get("lora_targets", "attention") == "all":
+        lr += " lora-all"
+    beta = cfg.get("kl_coef", DEFAULT_KL_COEF)
+    return lr + (f" beta {beta:g}" if beta != DEFAULT_KL_COEF else "")
+
+
+DEFAULT_KL_COEF = 0.01  # every study before the KL weight was varied used this
+
+
+def _short(x: float) -> str:
+    mantissa, _, exponent = f"{x:.2e}".partition("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def _row_key(r: dict) -> tuple:
@@ -279,9 +289,9 @@ def _row_key(r: dict) -> tuple:
 
 
 # RL settings that may differ between the runs of one report (each RL row names its own, see lr_label): the seed,
-# the learning rate's value and schedule, and which weights train. Anything else (group size, clip, KL weight,
+# the learning rate's value and schedule, which weights train and the KL weight. Anything else (group size, clip,
 # sampler) makes studies not comparable.
-PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule", "lora", "lora_targets")
+PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule", "lora", "lora_targets", "kl_coef")
 
 
 def keep_earlier(payload: dict, path: Path) -> None:

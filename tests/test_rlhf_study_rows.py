@@ -124,7 +124,8 @@ def test_lr_label_names_value_and_schedule(study):
     # which weights trained is part of a row's settings: LoRA on every convolution, or the whole UNet
     assert study.lr_label({"lr": 2e-3, "lora_targets": "all"}) == "2e-3 lora-all"
     assert study.lr_label({"lr": 1e-4, "lora": False, "lora_targets": "all"}) == "1e-4 full"
-    assert study.lr_label({"lr": 5e-3, "lora": True, "lora_targets": "attention"}) == "5e-3"
+    assert study.lr_label({"lr": 5e-3, "lora": True, "lora_targets": "attention", "kl_coef": 0.01}) == "5e-3"
+    assert study.lr_label({"lr": 5e-3, "kl_coef": 0.1, "lora_targets": "all"}) == "5e-3 lora-all beta 0.1"
 
 
 def test_keep_earlier_accepts_a_report_that_differs_only_in_adapter_placement(study, tmp_path):
@@ -136,6 +137,6 @@ def test_keep_earlier_accepts_a_report_that_differs_only_in_adapter_placement(st
     )
     study.keep_earlier(now, path)
     assert sorted(r["lr"] for r in now["rows"]) == ["5e-3", "5e-3 lora-all"]
-    other = _payload([], rl_config={"lr": 5e-3, "kl_coef": 0.1})
+    other = _payload([], rl_config={"lr": 5e-3, "clip_range": 1e-3})
     with pytest.raises(SystemExit, match="not comparable"):
         study.keep_earlier(other, path)
