@@ -56,7 +56,7 @@ def phase_rl(args, cfg: RLHFConfig, train_prompts, eval_prompts, gold) -> None:
         name, version, steps = parse_model(spec)
         if steps <= 0:
             continue
-        reward = InProcessReward(args.repo, None, name, version)
+        reward = InProcessReward(args.repo, cfg.weights(), name, version)  # --set reward_weights=fidelity=1
         for seed in args.seeds:
             run = run_dir(args, name, version, seed)
             print(f"== RL against {name} v{version}, seed {seed}: {steps} steps -> {run}", flush=True)
@@ -265,7 +265,8 @@ def phase_report(args, cfg: RLHFConfig) -> None:
 def lr_label(cfg: dict) -> str:
     """How an RL run's learning rate went and what it trained, e.g. "5e-3", "6e-3 cosine", "2e-3 lora-all" (LoRA on
     attention and every convolution), "1e-4 full" (the whole UNet), "5e-3 beta 0.1" (a KL weight other than the
-    default 0.01); runs from before these options: constant rate, LoRA on attention, beta 0.01."""
+    default 0.01), "5e-3 weights fidelity=1" (the reward's components weighted per request); runs from before these
+    options: constant rate, LoRA on attention, beta 0.01, the model's own weights."""
     lr = _short(cfg.get("lr", 0))
     lr += " cosine" if cfg.get("lr_schedule", "constant") == "cosine" else ""
     if not cfg.get("lora", True):
@@ -273,7 +274,8 @@ def lr_label(cfg: dict) -> str:
     elif cfg.get("lora_targets", "attention") == "all":
         lr += " lora-all"
     beta = cfg.get("kl_coef", DEFAULT_KL_COEF)
-    return lr + (f" beta {beta:g}" if beta != DEFAULT_KL_COEF else "")
+    lr += f" beta {beta:g}" if beta != DEFAULT_KL_COEF else ""
+    return lr + (f" weights {cfg['reward_weights']}" if cfg.get("reward_weights") else "")
 
 
 DEFAULT_KL_COEF = 0.01  # every study before the KL weight was varied used this
@@ -289,9 +291,9 @@ def _row_key(r: dict) -> tuple:
 
 
 # RL settings that may differ between the runs of one report (each RL row names its own, see lr_label): the seed,
-# the learning rate's value and schedule, which weights train and the KL weight. Anything else (group size, clip,
-# sampler) makes studies not comparable.
-PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule", "lora", "lora_targets", "kl_coef")
+# the learning rate's value and schedule, which weights train, the KL weight and the reward's component weights.
+# Anything else (group size, clip, sampler) makes studies not comparable.
+PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule", "lora", "lora_targets", "kl_coef", "reward_weights")
 
 
 def keep_earlier(payload: dict, path: Path) -> None:

@@ -126,6 +126,7 @@ def test_lr_label_names_value_and_schedule(study):
     assert study.lr_label({"lr": 1e-4, "lora": False, "lora_targets": "all"}) == "1e-4 full"
     assert study.lr_label({"lr": 5e-3, "lora": True, "lora_targets": "attention", "kl_coef": 0.01}) == "5e-3"
     assert study.lr_label({"lr": 5e-3, "kl_coef": 0.1, "lora_targets": "all"}) == "5e-3 lora-all beta 0.1"
+    assert study.lr_label({"lr": 5e-3, "reward_weights": "fidelity=1"}) == "5e-3 weights fidelity=1"
 
 
 def test_keep_earlier_accepts_a_report_that_differs_only_in_adapter_placement(study, tmp_path):
