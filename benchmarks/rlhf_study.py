@@ -63,7 +63,8 @@ def phase_rl(args, cfg: RLHFConfig, train_prompts, eval_prompts, gold) -> None:
             start = time.time()
             meta = {"reward": f"repo:{args.repo}", "reward_source": reward.describe(), "load_at_start": os.getloadavg()}
             run_cfg = _with(cfg, steps=steps, seed=seed)
-            train(args.generator, reward, run, run_cfg, train_prompts, eval_prompts, gold, meta=meta)
+            val = split_prompts(args.data, "val")[: cfg.val_prompts] if cfg.val_prompts else None
+            train(args.generator, reward, run, run_cfg, train_prompts, eval_prompts, gold, meta=meta, val_prompts=val)
             print(f"   {time.time() - start:.0f} s", flush=True)
 
 
@@ -180,6 +181,7 @@ def _rows_rl(args, spec, seed: int = 0, study_cfg: dict | None = None) -> list[d
         k: float(np.median([r[f"seconds_{k}"] for r in train_rows])) for k in ("sampling", "scoring", "gold", "update")
     }
     base = evals[0]
+    val = {r["step"]: r["proxy"] for r in rows if r["kind"] == "val"}
     out = []
     for ev in evals[1:]:
         proxy_gain = (ev["proxy"] - base["proxy"]) / base["proxy"]
@@ -207,6 +209,13 @@ def _rows_rl(args, spec, seed: int = 0, study_cfg: dict | None = None) -> list[d
                 "seconds_per_step_median": per_part,
             }
         )
+        if val:  # early stopping: the evaluation up to this budget whose policy had the best val-split proxy
+            chosen = max((ev_ for ev_ in evals if ev_["step"] <= ev["step"]), key=lambda e: val.get(e["step"], -1e9))
+            out[-1] |= {
+                "selected_step": chosen["step"],
+                "gold_selected": chosen["gold_utility"],
+                "gold_gain_selected_rel": (chosen["gold_utility"] - base["gold_utility"]) / base["gold_utility"],
+            }
     out[-1]["curve"] = [
         {"step": r["step"], "proxy": r["proxy"], "gold": r["gold_utility"], "kl": r["kl"]} for r in evals
     ]
@@ -292,8 +301,9 @@ def _row_key(r: dict) -> tuple:
 
 # RL settings that may differ between the runs of one report (each RL row names its own, see lr_label): the seed,
 # the learning rate's value and schedule, which weights train, the KL weight and the reward's component weights.
-# Anything else (group size, clip, sampler) makes studies not comparable.
-PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule", "lora", "lora_targets", "kl_coef", "reward_weights")
+# val_prompts only adds evaluations (the training trajectory is the same). Anything else (group size, clip, sampler)
+# makes studies not comparable.
+PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule", "lora", "lora_targets", "kl_coef", "reward_weights", "val_prompts")
 
 
 def keep_earlier(payload: dict, path: Path) -> None:
@@ -469,6 +479,11 @@ def seed_summary(rows: list[dict]) -> list[str]:
             continue
         group = sorted(group, key=lambda r: r.get("seed", 0))
         gains = np.array([100 * r["gold_gain_rel"] for r in group])
+        chosen = ""
+        if all("gold_gain_selected_rel" in r for r in group):
+            sel = np.array([100 * r["gold_gain_selected_rel"] for r in group])
+            steps_at = "/".join(str(r["selected_step"]) for r in group)
+            chosen = f"{sel.mean():+.1f}% ± {sel.std(ddof=1):.1f} (steps {steps_at})"
         table.append(
             [
                 model,
@@ -480,11 +495,13 @@ def seed_summary(rows: list[dict]) -> list[str]:
                 ", ".join(f"{g:+.1f}% (seed {r.get('seed', 0)})" for g, r in zip(gains, group, strict=True)),
                 _f(float(np.mean([r["gold_tuned"] for r in group]))),
                 f"{np.mean([r['kl'] for r in group]):.3g}",
+                chosen,
             ]
         )
     if not table:
         return []
     head = ["reward model", "test R", "lr", "steps", "seeds", "gold gain, mean ± sd", "per seed", "gold tuned", "KL"]
+    head.append("gold gain of the policy kept by val proxy (its steps)")
     return [
         "RL over seeds (each seed its own prompts, noise, LoRA init and evaluation noise):",
         "",

@@ -150,3 +150,22 @@ def test_cosine_schedule_decays_to_zero_and_is_logged(text, tmp_path):
         progress=False,
     )
     assert [r["lr"] for r in read_metrics(run) if r["kind"] == "train"] == [3e-3, 1.5e-3]
+
+
+def test_val_prompts_keep_the_policy_with_the_best_proxy(text, tmp_path):
+    """Early stopping on the val split: best/ holds the policy of the evaluation with the highest val proxy."""
+    from rewarddance_trainer.generator.load import generate_images, load_generator
+
+    cfg = _cfg(steps=4, eval_every=2, val_prompts=2)
+    info = train(tiny_pipe(text), redness, tmp_path / "run", cfg, TRAIN, EVAL, progress=False, val_prompts=TRAIN[:2])
+    val = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "val"]
+    assert [r["step"] for r in val] == [0, 2, 4]
+    best = max(val, key=lambda r: r["proxy"])
+    assert info["best"]["step"] == best["step"] and info["best"]["val_proxy"] == best["proxy"]
+    assert val[-1]["proxy"] > val[0]["proxy"]  # redness is learnable: the base is not the best
+    kept = generate_images(load_generator(tmp_path / "run" / "best"), EVAL[:2], n=2, steps=4, guidance=1.0, seed=0)
+    base = generate_images(tiny_pipe(text), EVAL[:2], n=2, steps=4, guidance=1.0, seed=0)
+    assert np.abs(kept.astype(int) - base.astype(int)).mean() > 0.1
+    if best["step"] == 4:  # the last evaluation won: best/ is the final pipeline
+        final = generate_images(load_generator(tmp_path / "run"), EVAL[:2], n=2, steps=4, guidance=1.0, seed=0)
+        assert np.array_equal(kept, final)

@@ -141,3 +141,23 @@ def test_keep_earlier_accepts_a_report_that_differs_only_in_adapter_placement(st
     other = _payload([], rl_config={"lr": 5e-3, "clip_range": 1e-3})
     with pytest.raises(SystemExit, match="not comparable"):
         study.keep_earlier(other, path)
+
+
+def test_rows_select_the_evaluation_with_the_best_val_proxy(study, tmp_path, monkeypatch):
+    """Early stopping reads only the val split's proxy: at 20 steps the step-10 policy is chosen, gold comes along."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(study, "model_metrics", lambda repo, name, version: {})
+    run = tmp_path / "m-v3"
+    run.mkdir()
+    secs = {f"seconds_{k}": 1.0 for k in ("sampling", "scoring", "gold", "update")}
+    rows = [{"kind": "train", "step": s, **secs} for s in range(20)]
+    for step, gold, val in ((0, 0.20, 0.40), (10, 0.26, 0.45), (20, 0.22, 0.43)):
+        ev = {"kind": "eval", "step": step, "proxy": 0.5 + step / 100, "gold_utility": gold, "gold_fidelity": 0.1}
+        rows += [ev | {"kl": step / 1000}, {"kind": "val", "step": step, "proxy": val}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = study._rows_rl(SimpleNamespace(runs=tmp_path, repo=None), "m@3:20", 0, {"lr": 5e-3})
+    assert [r["steps"] for r in out] == [10, 20]
+    assert out[1]["gold_tuned"] == 0.22 and out[1]["selected_step"] == 10 and out[1]["gold_selected"] == 0.26
+    assert out[1]["gold_gain_selected_rel"] == pytest.approx(0.3)
+    assert out[0]["selected_step"] == 10

@@ -33,6 +33,9 @@ class RLHFConfig:
     reward_version: int = 0  # version to pin (0: the model's default version)
     eval_every: int = 10  # held-out evaluation every this many steps (and at the start and end)
     eval_prompts: int = 200  # first N prompts of the test split, one sample each at a fixed seed
+    # first N prompts of the val split, sampled at every evaluation and scored by the proxy alone; the policy with the
+    # best mean is kept in best/ (early stopping that needs neither the test prompts nor gold; 0: off)
+    val_prompts: int = 0
     ckpt_every: int = 5
     split: str = "train"  # prompts the policy is trained on
     seed: int = 0

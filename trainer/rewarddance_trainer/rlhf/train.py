@@ -29,6 +29,7 @@ from .rollout import Rollout, rollout
 
 CKPT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+BEST = "best"  # the pipeline with the best validation proxy so far (with val_prompts), and best.json naming its step
 SHEET_PROMPTS = 8  # eval prompts shown on the before/after contact sheets
 
 
@@ -77,11 +78,13 @@ def _batches(n: int, size: int):
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def evaluate(policy: Policy, prompts: list[str], cond, reward_fn, gold, cfg: RLHFConfig, batch: int = 50) -> dict:
+def evaluate(
+    policy: Policy, prompts: list[str], cond, reward_fn, gold, cfg: RLHFConfig, batch: int = 50, offset: int = 1_000_000
+) -> dict:
     """One sample per held-out prompt, the same noise at every evaluation (seeded by the batch, not the step)."""
     images, kl = [], []
     for b, (i, j) in enumerate(_batches(len(prompts), batch)):
-        g = torch.Generator().manual_seed(cfg.seed * 7919 + 1_000_000 + b)
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + offset + b)
         ro = rollout(policy, (cond[0][i:j], cond[1][i:j]), cfg.sample_steps, cfg.eta, g, cfg.min_sigma)
         images.append(ro.images)
         kl.append(ro.kl.numpy())
@@ -128,8 +131,12 @@ def train(
     gold=None,
     progress: bool = True,
     meta: dict | None = None,
+    val_prompts: list[str] | None = None,
 ) -> dict:
-    """Tune ``generator`` (a path or a loaded ShapesDiffusionPipeline) against ``reward_fn``; returns run.json."""
+    """Tune ``generator`` (a path or a loaded ShapesDiffusionPipeline) against ``reward_fn``; returns run.json.
+
+    With ``val_prompts`` (the val split's first ``cfg.val_prompts``), every evaluation also samples those at fixed
+    seeds and scores them with the proxy; the policy with the best mean is saved to ``best/`` (``best.json``)."""
     from ..generator.load import load_generator
     from ..generator.sheet import contact_sheet
 
@@ -143,12 +150,14 @@ def train(
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = _resume(run, policy, opt)
     eval_cond = pipe.encode(eval_prompts)
+    val = (val_prompts, pipe.encode(val_prompts)) if val_prompts else None
     group = cfg.samples_per_prompt
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="rlhf")
     wall = time.time()
     for step in bar:
         if step % cfg.eval_every == 0:
             _run_eval(run, policy, step, eval_prompts, eval_cond, reward_fn, gold, cfg, contact_sheet)
+            _run_val(run, policy, step, val, reward_fn, cfg)
         rng = np.random.default_rng([cfg.seed, step])
         prompts = [train_prompts[i] for i in rng.choice(len(train_prompts), cfg.prompts_per_step, replace=False)]
         states, mask = pipe.encode(prompts)
@@ -187,6 +196,7 @@ def train(
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             _save_checkpoint(run, policy, opt, step + 1)
     _run_eval(run, policy, cfg.steps, eval_prompts, eval_cond, reward_fn, gold, cfg, contact_sheet)
+    _run_val(run, policy, cfg.steps, val, reward_fn, cfg)
     save_pipeline(policy, run / "pipeline")
     info = {
         "config": cfg.to_dict(),
@@ -195,6 +205,8 @@ def train(
         "wall_seconds_this_session": time.time() - wall,
         **(meta or {}),
     }
+    if (run / "best.json").exists():
+        info["best"] = json.loads((run / "best.json").read_text())
     (run / "run.json").write_text(json.dumps(info, indent=2))
     plot_curves(run)
     return info
@@ -211,6 +223,23 @@ def _run_eval(run, policy, step, prompts, cond, reward_fn, gold, cfg, contact_sh
     np.save(run / "eval" / f"step_{step:05d}.npy", images)  # the held-out samples, for before/after sheets
     rows = [(p, [images[i]]) for i, p in enumerate(prompts[:SHEET_PROMPTS])]
     contact_sheet(rows, run / "eval" / f"step_{step:05d}.png")
+
+
+def _run_val(run: Path, policy, step: int, val, reward_fn, cfg: RLHFConfig) -> None:
+    """Proxy on the val prompts; a new best mean saves the policy to best/ (written before best.json names it)."""
+    if not val:
+        return
+    prompts, cond = val
+    res = evaluate(policy, prompts, cond, reward_fn, None, cfg, offset=2_000_000)
+    res.pop("_images")
+    _log(run, {"kind": "val", "step": step, "proxy": res["proxy"]})
+    path = run / "best.json"
+    best = json.loads(path.read_text()) if path.exists() else None
+    if best is None or res["proxy"] > best["val_proxy"]:
+        save_pipeline(policy, run / BEST)
+        tmp = run / "best.json.tmp"
+        tmp.write_text(json.dumps({"step": step, "val_proxy": res["proxy"], "val_prompts": len(prompts)}))
+        os.replace(tmp, path)
 
 
 def save_pipeline(policy: Policy, directory: Path) -> None:

@@ -9,9 +9,10 @@ Examples:
 --reward is the gateway (http:// or grpc://, through the Python SDK, with the weights and model/version pinned per
 request) or repo:PATH (the same serving pipeline on onnxruntime, in this process). Every sampled batch is also scored
 by the gold oracle (recorded, never used for the update); the first --eval-prompts prompts of the test split are
-sampled every --eval-every steps at fixed seeds. The run holds metrics.jsonl, curves.png, eval/ (held-out samples
-and sheets), checkpoint.pt (rerun the command to resume) and pipeline/ (``rewarddance generate`` loads the run).
-See docs/rlhf.md.
+sampled every --eval-every steps at fixed seeds; with --val-prompts N the val split's first N are sampled too and the
+policy with the best proxy on them is kept in best/ (best.json names its step). The run holds metrics.jsonl,
+curves.png, eval/ (held-out samples and sheets), checkpoint.pt (rerun the command to resume) and pipeline/
+(``rewarddance generate`` loads the run; ``--generator RUN/best`` the selected policy). See docs/rlhf.md.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         reward = make_reward(args.reward, cfg.weights(), cfg.reward_model or None, cfg.reward_version or None)
         train_prompts = split_prompts(args.data, cfg.split)
         eval_prompts = split_prompts(args.data, "test")[: cfg.eval_prompts]
+        val_prompts = split_prompts(args.data, "val")[: cfg.val_prompts] if cfg.val_prompts else None
         meta = {"reward": args.reward, "reward_source": reward.describe(), "data": str(args.data)}
         info = train(
             args.generator,
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             gold=None if args.no_gold else GoldScorer(),
             progress=not args.no_progress,
             meta=meta,
+            val_prompts=val_prompts,
         )
     except (ValueError, FileNotFoundError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
