@@ -455,7 +455,8 @@ def markdown(p: dict) -> str:
         lines += [
             "",
             f"\\* {e['rows']} rows carried over from the earlier study `{e['file']}` (same base generator and RL"
-            f" settings but the learning rate, which each RL row names; load {e['load']}; command `{e['command']}`).",
+            f" settings but those each RL row names: learning rate and schedule, adapters, KL weight, reward weights;"
+            f" load {e['load']}; command `{e['command']}`).",
         ]
     return "\n".join(lines)
 
