@@ -29,7 +29,8 @@ from .rollout import Rollout, rollout
 
 CKPT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
-BEST = "best"  # the pipeline with the best validation proxy so far (with val_prompts), and best.json naming its step
+BEST = "best"  # the pipeline with the best validation proxy so far (with val_prompts)
+BEST_META = "best.json"  # names its step and val proxy
 SHEET_PROMPTS = 8  # eval prompts shown on the before/after contact sheets
 
 
@@ -79,17 +80,28 @@ def _batches(n: int, size: int):
 
 
 def evaluate(
-    policy: Policy, prompts: list[str], cond, reward_fn, gold, cfg: RLHFConfig, batch: int = 50, offset: int = 1_000_000
+    policy: Policy,
+    prompts: list[str],
+    cond,
+    reward_fn,
+    gold,
+    cfg: RLHFConfig,
+    batch: int = 50,
+    offset: int = 1_000_000,
+    with_kl: bool = True,
 ) -> dict:
-    """One sample per held-out prompt, the same noise at every evaluation (seeded by the batch, not the step)."""
+    """One sample per held-out prompt, the same noise at every evaluation (seeded by the batch, not the step).
+    ``with_kl=False`` skips the base's forward passes (the samples are the same; no "kl" in the result)."""
     images, kl = [], []
     for b, (i, j) in enumerate(_batches(len(prompts), batch)):
         g = torch.Generator().manual_seed(cfg.seed * 7919 + offset + b)
-        ro = rollout(policy, (cond[0][i:j], cond[1][i:j]), cfg.sample_steps, cfg.eta, g, cfg.min_sigma)
+        ro = rollout(policy, (cond[0][i:j], cond[1][i:j]), cfg.sample_steps, cfg.eta, g, cfg.min_sigma, with_kl)
         images.append(ro.images)
         kl.append(ro.kl.numpy())
     images = np.concatenate(images)
-    out = {"proxy": float(np.mean(reward_fn(images, prompts))), "kl": float(np.mean(np.concatenate(kl)))}
+    out = {"proxy": float(np.mean(reward_fn(images, prompts)))}
+    if with_kl:
+        out["kl"] = float(np.mean(np.concatenate(kl)))
     if gold is not None:
         out |= {f"gold_{k}": float(np.mean(v)) for k, v in gold(images, prompts).items()}
     return out | {"_images": images}
@@ -205,8 +217,8 @@ def train(
         "wall_seconds_this_session": time.time() - wall,
         **(meta or {}),
     }
-    if (run / "best.json").exists():
-        info["best"] = json.loads((run / "best.json").read_text())
+    if (run / BEST_META).exists():
+        info["best"] = json.loads((run / BEST_META).read_text())
     (run / "run.json").write_text(json.dumps(info, indent=2))
     plot_curves(run)
     return info
@@ -230,14 +242,13 @@ def _run_val(run: Path, policy, step: int, val, reward_fn, cfg: RLHFConfig) -> N
     if not val:
         return
     prompts, cond = val
-    res = evaluate(policy, prompts, cond, reward_fn, None, cfg, offset=2_000_000)
-    res.pop("_images")
+    res = evaluate(policy, prompts, cond, reward_fn, None, cfg, offset=2_000_000, with_kl=False)
     _log(run, {"kind": "val", "step": step, "proxy": res["proxy"]})
-    path = run / "best.json"
+    path = run / BEST_META
     best = json.loads(path.read_text()) if path.exists() else None
     if best is None or res["proxy"] > best["val_proxy"]:
         save_pipeline(policy, run / BEST)
-        tmp = run / "best.json.tmp"
+        tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({"step": step, "val_proxy": res["proxy"], "val_prompts": len(prompts)}))
         os.replace(tmp, path)
 
