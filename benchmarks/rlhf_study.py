@@ -57,13 +57,13 @@ def phase_rl(args, cfg: RLHFConfig, train_prompts, eval_prompts, gold) -> None:
         if steps <= 0:
             continue
         reward = InProcessReward(args.repo, cfg.weights(), name, version)  # --set reward_weights=fidelity=1
+        val = split_prompts(args.data, "val")[: cfg.val_prompts] if cfg.val_prompts else None
         for seed in args.seeds:
             run = run_dir(args, name, version, seed)
             print(f"== RL against {name} v{version}, seed {seed}: {steps} steps -> {run}", flush=True)
             start = time.time()
             meta = {"reward": f"repo:{args.repo}", "reward_source": reward.describe(), "load_at_start": os.getloadavg()}
             run_cfg = _with(cfg, steps=steps, seed=seed)
-            val = split_prompts(args.data, "val")[: cfg.val_prompts] if cfg.val_prompts else None
             train(args.generator, reward, run, run_cfg, train_prompts, eval_prompts, gold, meta=meta, val_prompts=val)
             print(f"   {time.time() - start:.0f} s", flush=True)
 
