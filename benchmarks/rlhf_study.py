@@ -273,15 +273,18 @@ def phase_report(args, cfg: RLHFConfig) -> None:
 
 def lr_label(cfg: dict) -> str:
     """How an RL run's learning rate went and what it trained, e.g. "5e-3", "6e-3 cosine", "2e-3 lora-all" (LoRA on
-    attention and every convolution), "1e-4 full" (the whole UNet), "5e-3 beta 0.1" (a KL weight other than the
-    default 0.01), "5e-3 weights fidelity=1" (the reward's components weighted per request); runs from before these
-    options: constant rate, LoRA on attention, beta 0.01, the model's own weights."""
+    attention and every convolution), "5e-3 lora-all conv x0.2" (the convolution adapters at a fifth of the rate),
+    "1e-4 full" (the whole UNet), "5e-3 beta 0.1" (a KL weight other than the default 0.01), "5e-3 weights
+    fidelity=1" (the reward's components weighted per request); runs from before these options: constant rate, LoRA
+    on attention, beta 0.01, the model's own weights."""
     lr = _short(cfg.get("lr", 0))
     lr += " cosine" if cfg.get("lr_schedule", "constant") == "cosine" else ""
     if not cfg.get("lora", True):
         lr += " full"
     elif cfg.get("lora_targets", "attention") == "all":
         lr += " lora-all"
+        scale = cfg.get("conv_lr_scale", 1.0)
+        lr += f" conv x{scale:g}" if scale != 1.0 else ""
     beta = cfg.get("kl_coef", DEFAULT_KL_COEF)
     lr += f" beta {beta:g}" if beta != DEFAULT_KL_COEF else ""
     return lr + (f" weights {cfg['reward_weights']}" if cfg.get("reward_weights") else "")
@@ -303,7 +306,17 @@ def _row_key(r: dict) -> tuple:
 # the learning rate's value and schedule, which weights train, the KL weight and the reward's component weights.
 # val_prompts only adds evaluations (the training trajectory is the same). Anything else (group size, clip, sampler)
 # makes studies not comparable.
-PER_ROW_SETTINGS = ("seed", "lr", "lr_schedule", "lora", "lora_targets", "kl_coef", "reward_weights", "val_prompts")
+PER_ROW_SETTINGS = (
+    "seed",
+    "lr",
+    "lr_schedule",
+    "lora",
+    "lora_targets",
+    "conv_lr_scale",
+    "kl_coef",
+    "reward_weights",
+    "val_prompts",
+)
 
 
 def keep_earlier(payload: dict, path: Path) -> None:

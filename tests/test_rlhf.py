@@ -112,6 +112,31 @@ def test_lora_policy_starts_at_the_base_and_saves_a_merged_pipeline(text, tmp_pa
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.1
 
 
+def test_conv_adapters_train_at_their_own_rate(text, tmp_path):
+    from rewarddance_trainer.rlhf.policy import Policy
+
+    policy = Policy(tiny_pipe(text), lora=True, targets="all")
+    attn, conv = policy.param_groups(0.25)
+    assert conv["lr_scale"] == 0.25 and attn["lr_scale"] == 1.0
+    assert len(attn["params"]) + len(conv["params"]) == len(policy.parameters())
+    n_attn = sum(p.numel() for p in attn["params"])
+    assert n_attn == sum(p.numel() for p in Policy(tiny_pipe(text), lora=True).parameters())
+    assert len(Policy(tiny_pipe(text), lora=True).param_groups(0.25)) == 1  # no convolution adapters, one group
+
+    def conv_moved(scale: float) -> float:
+        cfg = _cfg(steps=1, samples_per_prompt=2, lr=3e-2, eval_every=100, lora_targets="all", conv_lr_scale=scale)
+        run = tmp_path / f"run-{scale}"
+        train(tiny_pipe(text), redness, run, cfg, TRAIN, EVAL, progress=False)
+        trained = torch.load(run / "checkpoint.pt", weights_only=False)["trainable"]
+        # lora_B starts at 0: its size after the step is how far that adapter moved
+        return sum(v.abs().sum().item() for k, v in trained.items() if ".conv1.lora_B" in k)
+
+    # Adam moves each weight by ~lr on its first step whatever the gradient's size: a tenth of the rate, a tenth as far
+    assert conv_moved(0.1) == pytest.approx(0.1 * conv_moved(1.0), rel=0.05)
+    with pytest.raises(ValueError, match="--lora-targets all"):
+        RLHFConfig(conv_lr_scale=0.5)
+
+
 def test_unknown_lora_targets_are_refused():
     with pytest.raises(ValueError, match="--lora-targets"):
         RLHFConfig(lora_targets="convs")

@@ -123,6 +123,7 @@ def test_lr_label_names_value_and_schedule(study):
     assert study.lr_label({"lr": 1.5e-3, "lr_schedule": "constant"}) == "1.5e-3"
     # which weights trained is part of a row's settings: LoRA on every convolution, or the whole UNet
     assert study.lr_label({"lr": 2e-3, "lora_targets": "all"}) == "2e-3 lora-all"
+    assert study.lr_label({"lr": 5e-3, "lora_targets": "all", "conv_lr_scale": 0.2}) == "5e-3 lora-all conv x0.2"
     assert study.lr_label({"lr": 1e-4, "lora": False, "lora_targets": "all"}) == "1e-4 full"
     assert study.lr_label({"lr": 5e-3, "lora": True, "lora_targets": "attention", "kl_coef": 0.01}) == "5e-3"
     assert study.lr_label({"lr": 5e-3, "kl_coef": 0.1, "lora_targets": "all"}) == "5e-3 lora-all beta 0.1"

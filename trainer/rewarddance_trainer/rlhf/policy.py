@@ -20,6 +20,11 @@ CONV_MODULES = ["conv1", "conv2", "conv_shortcut", "conv", "conv_in", "conv_out"
 LORA_TARGETS = {"attention": TARGET_MODULES, "all": TARGET_MODULES + CONV_MODULES}
 
 
+def _module_of(param_name: str) -> str:
+    """ "down_blocks.0.resnets.0.conv1.lora_A.default.weight" -> "down_blocks.0.resnets.0.conv1"."""
+    return param_name.split(".lora_")[0]
+
+
 class Policy:
     def __init__(
         self,
@@ -51,6 +56,15 @@ class Policy:
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.unet.parameters() if p.requires_grad]
+
+    def param_groups(self, conv_lr_scale: float = 1.0) -> list[dict]:
+        """Optimiser groups: the convolution adapters (``lora_targets="all"``) apart, their rate scaled by
+        ``conv_lr_scale`` (the key ``lr_scale`` multiplies the scheduled rate); one group otherwise."""
+        named = [(k, p) for k, p in self.unet.named_parameters() if p.requires_grad]
+        conv = [p for k, p in named if self.lora and _module_of(k).endswith(tuple(CONV_MODULES))]
+        rest = [p for k, p in named if not (self.lora and _module_of(k).endswith(tuple(CONV_MODULES)))]
+        groups = [{"params": rest, "lr_scale": 1.0}]
+        return groups + ([{"params": conv, "lr_scale": conv_lr_scale}] if conv else [])
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.unet.named_parameters() if v.requires_grad}

@@ -159,7 +159,7 @@ def train(
         raise ValueError("RLHF here tunes pixel-space pipelines (ShapesDiffusionPipeline); this one has a VAE")
     torch.manual_seed(cfg.seed)  # LoRA initialisation
     policy = Policy(pipe, cfg.lora, cfg.lora_rank, cfg.lora_alpha, cfg.guidance, cfg.lora_targets)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(policy.param_groups(cfg.conv_lr_scale), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = _resume(run, policy, opt)
     eval_cond = pipe.encode(eval_prompts)
     val = (val_prompts, pipe.encode(val_prompts)) if val_prompts else None
@@ -185,7 +185,7 @@ def train(
         t3 = time.perf_counter()
         adv = group_advantages(rewards, group, cfg.adv_clip)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr_at(step)
+            g["lr"] = cfg.lr_at(step) * g.get("lr_scale", 1.0)
         stats = ppo_update(policy, opt, ro, cond, adv, cfg, gen)
         t4 = time.perf_counter()
         row = {
