@@ -154,14 +154,24 @@ def leave_one_style_out(
 
 
 def attach_seeds(rows: list[dict]) -> None:
-    """Rows named "NAME seed K" are further seeds of the row named NAME: its ``seeds`` gets every seed's test R."""
+    """Rows named "NAME seed K" of a ladder are further seeds of that ladder's row named NAME: its ``seeds`` gets
+    every seed's test R (and shifted-world R where every seed has one), whenever each seed was added."""
     for row in rows:
-        others = [r for r in rows if r["name"].startswith(row["name"] + " seed ")]
+        others = [
+            r for r in rows if r["name"].startswith(row["name"] + " seed ") and r.get("ladder") == row.get("ladder")
+        ]
         if "seed " in row["name"] or not others:
             continue
-        per_seed = [r["in_domain"]["spearman_reward"] for r in [row, *others]]
-        values = np.array(per_seed)
-        row["seeds"] = {"per_seed": per_seed, "mean": float(values.mean()), "std": float(values.std(ddof=1))}
+        group = [row, *others]
+        row["seeds"] = _spread([r["in_domain"]["spearman_reward"] for r in group])
+        if all("shifted" in r for r in group):
+            shifted = _spread([r["shifted"]["in_domain"]["spearman_reward"] for r in group])
+            row["seeds"] |= {f"shifted_{k}": v for k, v in shifted.items()}
+
+
+def _spread(values: list[float]) -> dict:
+    v = np.array(values)
+    return {"per_seed": values, "mean": float(v.mean()), "std": float(v.std(ddof=1))}
 
 
 def merge(rows: list[dict], path: Path) -> dict:
@@ -188,6 +198,27 @@ def _seed_note(seeds: dict | None) -> str:
     if isinstance(mean, dict):
         mean, std = mean["spearman_reward"], std["spearman_reward"]
     return f" (seeds: {mean:.3f} ± {std:.3f}, n={len(seeds.get('per_seed', []))})"
+
+
+def _shifted_seed_note(seeds: dict | None) -> str:
+    if not seeds or "shifted_mean" not in seeds:
+        return ""
+    return f" (seeds: {seeds['shifted_mean']:.3f} ± {seeds['shifted_std']:.3f}, n={len(seeds['shifted_per_seed'])})"
+
+
+def _seed_mean(rows: list[dict], prefix: str, block: str) -> tuple[list[float], list[float]]:
+    """Per rung: the mean over its seeds (and their sd) where it has several, else its one value (and 0)."""
+    mean, err = [], []
+    for r in rows:
+        seeds = r.get("seeds") or {}
+        if isinstance(seeds.get(prefix + "mean"), float):
+            mean.append(seeds[prefix + "mean"])
+            err.append(seeds[prefix + "std"])
+        else:
+            d = r[block] if block == "in_domain" else r[block]["in_domain"]
+            mean.append(d["spearman_reward"])
+            err.append(0.0)
+    return mean, err
 
 
 def _fmt(x) -> str:
@@ -229,7 +260,7 @@ def markdown(result: dict) -> str:
                 _fmt(d.get("pair_accuracy")),
                 _fmt(g.get("reward")),
                 *[_fmt(g.get(c)) for c in COMPONENT_KEYS],
-                _fmt(s.get("spearman_reward")),
+                _fmt(s.get("spearman_reward")) + _shifted_seed_note(r.get("seeds")),
                 _fmt(s.get("pair_accuracy")),
                 _fmt(loso) + loso_note,
                 f"{r.get('train_seconds', 0):.0f} s",
@@ -251,59 +282,82 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _split_ladder(result: dict, ladder: str) -> tuple[list[dict], list[dict]]:
+    """A ladder's rungs at its budget rule (one row per rung, seeds folded in) and its rows trained for longer."""
+    rows = sorted((r for r in result["rows"] if r.get("ladder") == ladder), key=lambda r: r["parameters"])
+    rungs = result.get("ladders", {}).get(ladder, {}).get("steps_per_rung")
+    longer = [r for r in rows if rungs and r.get("budget", {}).get("steps_planned", rungs) != rungs]
+    return [r for r in rows if "seed" not in r["name"] and r not in longer], longer
+
+
 def plot(result: dict, path: Path) -> None:
+    """Four panels: each ladder at its budget rule (R and shifted R; fidelity vs gold) against parameters, the
+    rows trained for longer against images seen, and the ladders' learning curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
+    fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(14, 9))
     names = list(dict.fromkeys(r.get("ladder") for r in result["rows"] if r.get("ladder") not in (None, "baseline")))
-    for ladder in names:  # v1, cpu, gpu, and variants such as a ladder at another learning rate
-        marker = {"v1": "s", "gpu": "^"}.get(ladder, "o")
-        rows = sorted((r for r in result["rows"] if r.get("ladder") == ladder), key=lambda r: r["parameters"])
-        rungs = result.get("ladders", {}).get(ladder, {}).get("steps_per_rung")
-        longer = [r for r in rows if rungs and r.get("budget", {}).get("steps_planned", rungs) != rungs]
-        rows = [r for r in rows if "seed" not in r["name"] and r not in longer]
-        by_steps: dict[int, list[dict]] = {}
-        for r in longer:  # rungs trained for longer: beside the ladder, joined when one budget has several rungs
-            by_steps.setdefault(r["budget"]["steps_planned"], []).append(r)
-        for steps, group in sorted(by_steps.items()):
-            group = sorted((r for r in group if "seed" not in r["name"]), key=lambda r: r["parameters"])
-            if not group:
-                continue
-            label = f"{ladder}, {steps} steps" if len(group) > 1 else group[0]["name"]
-            gp, gr = [r["parameters"] for r in group], [r["in_domain"]["spearman_reward"] for r in group]
-            ax1.plot(gp, gr, marker="*", ms=10, label=f"{label}: test R")
-            ax2.plot(gp, [r["gold"]["fidelity"] for r in group], marker="*", ms=10, label=f"{label}: fidelity vs gold")
+    longer_all = []
+    for i, ladder in enumerate(names):  # v1, cpu, gpu, and variants such as a ladder at another learning rate
+        marker, colour = {"v1": "s", "gpu": "^"}.get(ladder, "o"), f"C{i}"
+        rows, longer = _split_ladder(result, ladder)
+        longer_all += longer
         if not rows:
             continue
         p = [r["parameters"] for r in rows]
-        ax1.plot(p, [r["in_domain"]["spearman_reward"] for r in rows], marker=marker, label=f"{ladder}: test R")
+        # rungs with several seeds: their mean, the bar one standard deviation
+        kw = {"marker": marker, "color": colour, "capsize": 3}
+        ax1.errorbar(p, *_seed_mean(rows, "", "in_domain"), label=f"{ladder}: test R", **kw)
         if all("shifted" in r for r in rows):
-            ax1.plot(
-                p,
-                [r["shifted"]["in_domain"]["spearman_reward"] for r in rows],
-                marker=marker,
-                ls="--",
-                label=f"{ladder}: shifted R",
-            )
-        ax2.plot(p, [r["gold"]["fidelity"] for r in rows], marker=marker, label=f"{ladder}: fidelity vs gold")
+            ax1.errorbar(p, *_seed_mean(rows, "shifted_", "shifted"), ls="--", label=f"{ladder}: shifted R", **kw)
+        ax2.plot(p, [r["gold"]["fidelity"] for r in rows], marker=marker, color=colour, label=ladder)
+        for r in rows:
+            curve = np.array(r.get("val_curve") or [])
+            if ladder != "v1" and len(curve):
+                label = f"{ladder}: {r['name']} ({r['parameters'] / 1e6:.2g}M)"
+                ax4.plot(
+                    curve[:, 1],
+                    curve[:, 2],
+                    marker=".",
+                    color=colour,
+                    alpha=0.4 + 0.6 * p.index(r["parameters"]) / max(1, len(p) - 1),
+                    label=label,
+                )
     for r in result["rows"]:
         if r.get("ladder") == "baseline":
-            ax1.axhline(r["in_domain"]["spearman_reward"], color="grey", lw=0.7, ls=":")
+            ax1.axhline(r["in_domain"]["spearman_reward"], color="grey", lw=0.8, ls=":")
+            y = r["in_domain"]["spearman_reward"]
+            ax1.annotate(
+                r["name"], (0.01, y), xycoords=ax1.get_yaxis_transform(), fontsize=7, color="grey", va="bottom"
+            )
     ax1.set(
-        xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="R vs mean ratings (dotted: v1 baselines)"
+        xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="R vs mean ratings, one budget per ladder"
     )
-    ax2.set(xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="fidelity head vs gold")
-    for r in result["rows"]:
-        curve = np.array(r.get("val_curve") or [])
-        if r.get("ladder") not in (None, "v1", "baseline") and len(curve):
-            tag = "" if r["ladder"] == "cpu" else f", {r['ladder']}"
-            ax3.plot(curve[:, 1], curve[:, 2], marker=".", label=f"{r['name']} ({r['parameters'] / 1e6:.2g}M{tag})")
-    ax3.set(xlabel="images seen in training", ylabel="val Spearman R", title="learning curves (pixel v2)")
-    for ax in (ax1, ax2, ax3):
-        ax.legend(fontsize=7)
+    ax2.set(xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="fidelity head vs gold, same rows")
+    longer_all = sorted((r for r in longer_all if "seed" not in r["name"]), key=lambda r: r["budget"]["samples_seen"])
+    if longer_all:
+        seen = [r["budget"]["samples_seen"] for r in longer_all]
+        for key, label in (("reward", "R vs gold"), ("fidelity", "fidelity vs gold")):
+            ax3.plot(seen, [r["gold"][key] for r in longer_all], "o", label=label)
+        ax3.plot(seen, [r["in_domain"]["spearman_reward"] for r in longer_all], "*", ms=9, label="test R (ratings)")
+        ax3.plot(
+            seen,
+            [r["shifted"]["in_domain"]["spearman_reward"] if "shifted" in r else np.nan for r in longer_all],
+            "^",
+            label="shifted R",
+        )
+    ax3.set(
+        xlabel="images seen in training (all stages)",
+        ylabel="Spearman",
+        title="rows trained for longer (one point per row)",
+    )
+    ax4.set(xlabel="images seen in training", ylabel="val Spearman R", title="learning curves of the ladders' rungs")
+    for ax in (ax1, ax2, ax3, ax4):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -358,7 +412,6 @@ def main() -> None:
         same_arch = [v for (*a, _), v in idle.items() if tuple(a) == arch and v]
         latency = (idle.get((*arch, args.ladder)) or next(iter(same_arch), None)) if args.keep_latency else None
         rows.append(row_for(name, args.ladder, run, args.data, args.shifted, {}, latency))
-    attach_seeds(rows)
     for scale, steps in _pairs(args.loso, int).items():
         loso = leave_one_style_out(args.data, args.runs, scale, steps, args.lr, args.loso_styles)
         for row in rows:
@@ -366,6 +419,7 @@ def main() -> None:
                 row["loso"] = loso
     path = args.out_dir / "scaling.json"
     result = merge(rows, path)
+    attach_seeds(result["rows"])  # seeds added now fold into rungs evaluated earlier
     ladders = result.setdefault("ladders", {})
     if not args.scales and args.ladder in ladders:  # rows added to a ladder trained earlier: keep its record
         ladders[args.ladder].setdefault("additions", []).append(

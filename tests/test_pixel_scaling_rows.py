@@ -35,6 +35,23 @@ def test_seed_rows_fold_into_their_rung(scaling):
     assert all("seeds" not in r for r in rows[1:])  # one seed only, or a seed row itself
 
 
+def test_seeds_fold_within_their_ladder_with_the_shifted_world(scaling):
+    def row(name, ladder, r, shifted):
+        return _row(name, r) | {"ladder": ladder, "shifted": {"in_domain": {"spearman_reward": shifted}}}
+
+    rows = [
+        row("cpu-s", "cpu", 0.50, 0.20),
+        row("cpu-s", "cpu-lr5e-4", 0.55, 0.30),
+        row("cpu-s seed 1", "cpu-lr5e-4", 0.53, 0.26),  # added by a later call: merged rows fold all the same
+    ]
+    scaling.attach_seeds(rows)
+    assert "seeds" not in rows[0]  # another ladder's seed is not this rung's
+    seeds = rows[1]["seeds"]
+    assert seeds["per_seed"] == [0.55, 0.53] and seeds["mean"] == pytest.approx(0.54)
+    assert seeds["shifted_per_seed"] == [0.30, 0.26] and seeds["shifted_mean"] == pytest.approx(0.28)
+    assert "0.280 ± 0.028, n=2" in scaling._shifted_seed_note(seeds)
+
+
 def _run_json(steps: int, seen: int, wall: float, lr: float, seed: int, selected: int, init: dict | None = None):
     train = {"steps": steps, "prompts_per_batch": 12, "lr": lr, "seed": seed}
     run_json = {"steps_done": steps, "samples_seen": seen, "wall_seconds": wall, "selected_step": selected}
