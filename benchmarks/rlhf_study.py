@@ -532,12 +532,13 @@ def plot(rows: list[dict], bon: dict | None, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4.5))
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if "curve" in r:
             groups.setdefault((r["reward_model"], r.get("lr"), r.get("test_spearman_R")), []).append(r)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # one legend for the three panels, below them (it covered the curves when drawn in each)
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 5 + 0.12 * len(groups)))
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]
     for i, ((model, lr, test_r), group) in enumerate(groups.items()):
         colour = colours[i % len(colours)]
         series = {"proxy": [], "gain": [], "kl": []}
@@ -564,14 +565,19 @@ def plot(rows: list[dict], bon: dict | None, path: Path) -> None:
         if r["method"] == "best_of_n" and r["n"] == 16:
             a2.axhline(100 * r["gold_gain_rel"], ls=":", lw=0.8, color="gray")
             a2.annotate(f"BoN-16 {r['reward_model']}", (0, 100 * r["gold_gain_rel"]), fontsize=6, color="gray")
+    a2.axhline(50, color="black", lw=0.8, ls="--")
+    a2.annotate("target +50 %", (0, 50), fontsize=7, va="bottom")
     a1.set_title("proxy reward (held-out, own reward model)")
     a2.set_title("oracle gold utility, % over step 0 (held-out; dotted: best-of-16)")
-    a3.set_title("KL to base")
+    a3.set_title("KL to base (log scale)")
+    a3.set_yscale("symlog", linthresh=1e-3)
     for a in (a1, a2, a3):
         a.set_xlabel("RL step")
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7)
-    fig.tight_layout()
+        a.grid(alpha=0.3)
+    handles, labels = a1.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, min(0.45, 0.06 + 0.16 * np.ceil(len(handles) / 3) / 5), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
