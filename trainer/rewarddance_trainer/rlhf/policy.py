@@ -60,11 +60,11 @@ class Policy:
     def param_groups(self, conv_lr_scale: float = 1.0) -> list[dict]:
         """Optimiser groups: the convolution adapters (``lora_targets="all"``) apart, their rate scaled by
         ``conv_lr_scale`` (the key ``lr_scale`` multiplies the scheduled rate); one group otherwise."""
-        named = [(k, p) for k, p in self.unet.named_parameters() if p.requires_grad]
-        conv = [p for k, p in named if self.lora and _module_of(k).endswith(tuple(CONV_MODULES))]
-        rest = [p for k, p in named if not (self.lora and _module_of(k).endswith(tuple(CONV_MODULES)))]
-        groups = [{"params": rest, "lr_scale": 1.0}]
-        return groups + ([{"params": conv, "lr_scale": conv_lr_scale}] if conv else [])
+        conv, rest = [], []
+        for k, p in self.unet.named_parameters():
+            if p.requires_grad:
+                (conv if self.lora and _module_of(k).endswith(tuple(CONV_MODULES)) else rest).append(p)
+        return [{"params": rest, "lr_scale": 1.0}] + ([{"params": conv, "lr_scale": conv_lr_scale}] if conv else [])
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.unet.named_parameters() if v.requires_grad}
