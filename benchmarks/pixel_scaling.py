@@ -336,7 +336,12 @@ def plot(result: dict, path: Path) -> None:
     ax1.set(
         xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="R vs mean ratings, one budget per ladder"
     )
-    ax2.set(xscale="log", xlabel="trainable parameters", ylabel="Spearman", title="fidelity head vs gold, same rows")
+    ax2.set(
+        xscale="log",
+        xlabel="trainable parameters",
+        ylabel="Spearman",
+        title="fidelity head vs gold (each rung's first seed)",
+    )
     longer_all = sorted((r for r in longer_all if "seed" not in r["name"]), key=lambda r: r["budget"]["samples_seen"])
     if longer_all:
         seen = [r["budget"]["samples_seen"] for r in longer_all]

@@ -577,7 +577,8 @@ def plot(rows: list[dict], bon: dict | None, path: Path) -> None:
     handles, labels = a1.get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, min(0.45, 0.06 + 0.16 * np.ceil(len(handles) / 3) / 5), 1, 1))
+    legend_rows = np.ceil(len(handles) / 3)
+    fig.tight_layout(rect=(0, min(0.45, 0.06 + 0.032 * legend_rows), 1, 1))  # room below for the legend
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
