@@ -26,7 +26,7 @@ import torch
 from common import RESULTS, command, machine, markdown_table, write_result
 from rewarddance_trainer.rlhf.config import RLHFConfig
 from rewarddance_trainer.rlhf.gold import GoldScorer
-from rewarddance_trainer.rlhf.reward import InProcessReward, ServiceReward
+from rewarddance_trainer.rlhf.reward import DifferentiableReward, InProcessReward, ServiceReward
 from rewarddance_trainer.rlhf.train import read_metrics, train
 from rewarddance_trainer.rlhf.train_cmd import split_prompts
 
@@ -58,13 +58,27 @@ def phase_rl(args, cfg: RLHFConfig, train_prompts, eval_prompts, gold) -> None:
             continue
         reward = InProcessReward(args.repo, cfg.weights(), name, version)  # --set reward_weights=fidelity=1
         val = split_prompts(args.data, "val")[: cfg.val_prompts] if cfg.val_prompts else None
+        # --set algorithm=reward-grad reward_run=RUN: RUN must hold the torch weights of name@version (its served
+        # proxy is logged beside the torch reward's value on every batch, so a mismatch shows)
+        grad = DifferentiableReward(cfg.reward_run, cfg.weights()) if cfg.algorithm == "reward-grad" else None
         for seed in args.seeds:
             run = run_dir(args, name, version, seed)
             print(f"== RL against {name} v{version}, seed {seed}: {steps} steps -> {run}", flush=True)
             start = time.time()
             meta = {"reward": f"repo:{args.repo}", "reward_source": reward.describe(), "load_at_start": os.getloadavg()}
             run_cfg = _with(cfg, steps=steps, seed=seed)
-            train(args.generator, reward, run, run_cfg, train_prompts, eval_prompts, gold, meta=meta, val_prompts=val)
+            train(
+                args.generator,
+                reward,
+                run,
+                run_cfg,
+                train_prompts,
+                eval_prompts,
+                gold,
+                meta=meta,
+                val_prompts=val,
+                grad_reward=grad,
+            )
             print(f"   {time.time() - start:.0f} s", flush=True)
 
 
@@ -192,6 +206,7 @@ def _rows_rl(args, spec, seed: int = 0, study_cfg: dict | None = None) -> list[d
                 "spec": f"{name}@{version}",
                 **model_metrics(args.repo, name, version),
                 "method": "rlhf",
+                "algorithm": cfg.get("algorithm", "ppo"),
                 "seed": seed,
                 "lr": lr_label(cfg),
                 "steps": ev["step"],
@@ -307,6 +322,9 @@ def _row_key(r: dict) -> tuple:
 # val_prompts only adds evaluations (the training trajectory is the same). Anything else (group size, clip, sampler)
 # makes studies not comparable.
 PER_ROW_SETTINGS = (
+    "algorithm",
+    "grad_steps",
+    "reward_run",
     "seed",
     "lr",
     "lr_schedule",

@@ -84,3 +84,22 @@ def test_the_readme_example_reads_the_prompt(pipeline: RewardPipeline):
         getattr(ImageDraw.Draw(image), shape)((16, 16, 48, 48), fill=colour)
         fidelity = pipeline.score(_pixels([image, image]), [right, wrong], use_cache=False).components[:, 0]
         assert fidelity[0] > fidelity[1] + 0.1, (right, wrong, fidelity)
+
+
+def test_the_differentiable_reward_matches_the_served_one(pipeline: RewardPipeline):
+    """RLHF's reward-gradient path scores the generator's 32-pixel float output with the shipped torch weights: on
+    the same images it agrees with the gateway's pipeline (PIL bicubic to 64 px, ONNX) to 0.01, and has a gradient."""
+    import torch
+    from rewarddance_trainer.rlhf.reward import DifferentiableReward
+
+    images = [Image.open(DEFAULT_MODEL / "samples" / s["image"]).convert("RGB") for s in SAMPLES]
+    small = np.stack([np.asarray(im.resize((32, 32))) for im in images])
+    prompts = [s["prompt"] for s in SAMPLES]
+    served = pipeline.score(load_pixels(list(small), 64), prompts, use_cache=False).reward
+    reward = DifferentiableReward(DEFAULT_MODEL)
+    x = torch.from_numpy(small).permute(0, 3, 1, 2).float().div(127.5).sub(1).requires_grad_(True)
+    ours = reward(x, prompts)
+    assert np.abs(ours.detach().numpy() - served).max() < 0.01, (ours, served)
+    assert np.corrcoef(ours.detach().numpy(), served)[0, 1] > 0.98
+    ours.sum().backward()
+    assert x.grad.abs().mean() > 0

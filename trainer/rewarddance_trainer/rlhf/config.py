@@ -31,6 +31,11 @@ class RLHFConfig:
     # learning rate of the convolution adapters (lora_targets "all") as a multiple of --lr: they move the policy
     # ~70 times as far in KL per step as the attention adapters at the same rate
     conv_lr_scale: float = 1.0
+    # "ppo": clipped policy gradient on scores (any reward, the gateway included); "reward-grad": the torch reward
+    # model's gradient backpropagated through the last grad_steps DDIM steps (DRaFT-K; needs --reward-run)
+    algorithm: str = "ppo"
+    grad_steps: int = 2  # reward-grad: how many of the chain's last steps carry the reward's gradient
+    reward_run: str = ""  # reward-grad: the pixel reward run directory whose torch model gives the gradient
     reward_weights: str = ""  # component weights sent with each request, e.g. "fidelity=1" (default: the model's)
     reward_model: str = ""  # model name to pin (default: the service's default model)
     reward_version: int = 0  # version to pin (0: the model's default version)
@@ -51,6 +56,10 @@ class RLHFConfig:
             raise ValueError(f"--lr-schedule: expected constant or cosine, got {self.lr_schedule!r}")
         if self.lora_targets not in ("attention", "all"):
             raise ValueError(f"--lora-targets: expected attention or all, got {self.lora_targets!r}")
+        if self.algorithm not in ("ppo", "reward-grad"):
+            raise ValueError(f"--algorithm: expected ppo or reward-grad, got {self.algorithm!r}")
+        if not 1 <= self.grad_steps <= self.sample_steps:
+            raise ValueError(f"--grad-steps: expected 1 to --sample-steps ({self.sample_steps}), got {self.grad_steps}")
         if self.conv_lr_scale <= 0:
             raise ValueError(f"--conv-lr-scale: expected a positive multiple of --lr, got {self.conv_lr_scale}")
         if self.conv_lr_scale != 1.0 and self.lora_targets != "all":

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rewarddance.components.base import COMPONENTS as COMPONENT_NAMES
+
 RewardFn = Callable[[np.ndarray, list[str]], np.ndarray]  # uint8 (n, h, w, 3), one prompt per image -> (n,) R
 
 
@@ -76,6 +78,70 @@ class InProcessReward:
     def describe(self) -> dict:
         p = self.pipeline
         return {"kind": "in-process", "model": p.name, "version": p.version, "weights": self.resolved.weights}
+
+
+def bicubic_matrix(n_in: int, n_out: int):
+    """(n_out, n_in) torch matrix of PIL's bicubic resize along one axis (it is separable and linear before the
+    rounding), read off PIL itself by resizing each basis vector as a float image."""
+    import torch
+    from PIL import Image
+
+    cols = []
+    for i in range(n_in):
+        e = np.zeros((1, n_in), np.float32)
+        e[0, i] = 1.0
+        cols.append(np.asarray(Image.fromarray(e, mode="F").resize((n_out, 1), Image.BICUBIC))[0])
+    return torch.from_numpy(np.stack(cols, 1))
+
+
+class DifferentiableReward:
+    """The pixel reward model (torch) of a training run directory, differentiable in the pixels, for
+    ``--algorithm reward-grad``: (n, 3, h, w) in [-1, 1] -> (n,) R with the given component weights (the model's own
+    by default). Images are resized to the model's size with PIL's bicubic kernel as the gateway does (as a matrix,
+    so the gradient passes); the served value differs only by the gateway's rounding to uint8 (the RL loop logs
+    both)."""
+
+    def __init__(self, run: str | Path, weights: dict | None = None):
+        import torch
+
+        from rewarddance.components.composite import resolve_weights
+
+        from ..pixel_reward.model import load_model
+        from ..pixel_reward.text import PromptStates
+
+        run = Path(run)
+        self.run = str(run)
+        if not (run / "run.json").exists():
+            raise FileNotFoundError(f"--reward-run {run}: not a pixel reward run directory (no run.json)")
+        self.model = load_model(run).requires_grad_(False)
+        self.text = PromptStates()
+        default = dict(zip(COMPONENT_NAMES, self.model.weights.tolist(), strict=True))
+        self.resolved = resolve_weights(weights, default)
+        self.w = torch.tensor(self.resolved.vector, dtype=torch.float32)
+        self.size = self.model.cfg.image_size
+        self.cache: dict[str, tuple] = {}
+
+    def _prompts(self, prompts: list[str]):
+        import torch
+
+        new = [p for p in dict.fromkeys(prompts) if p not in self.cache]
+        if new:
+            states, mask = self.text.encode(new)
+            for k, p in enumerate(new):
+                self.cache[p] = (torch.from_numpy(states[k]), torch.from_numpy(mask[k]))
+        return torch.stack([self.cache[p][0] for p in prompts]), torch.stack([self.cache[p][1] for p in prompts])
+
+    def __call__(self, x, prompts: list[str]):
+        pixels = (x + 1) * 127.5  # [0, 255], as the model's uint8 input but continuous
+        if pixels.shape[-1] != self.size:
+            m = bicubic_matrix(pixels.shape[-1], self.size)
+            pixels = (m @ pixels @ m.T).clamp(0, 255)  # bicubic overshoots; PIL clips to uint8
+        states, mask = self._prompts(list(prompts))
+        components, _ = self.model(pixels.permute(0, 2, 3, 1), states, mask)
+        return components @ self.w
+
+    def describe(self) -> dict:
+        return {"kind": "torch (gradient)", "run": self.run, "weights": self.resolved.weights}
 
 
 def make_reward(spec: str, weights: dict | None = None, model: str | None = None, version: int | None = None):

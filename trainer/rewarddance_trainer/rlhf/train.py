@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import RLHFConfig
 from .ddim import gaussian_kl, log_prob, step_mean
+from .direct import GradRewardFn, reward_grad_update
 from .policy import Policy
 from .reward import RewardFn
 from .rollout import Rollout, rollout
@@ -73,6 +74,16 @@ def ppo_update(policy: Policy, opt, ro: Rollout, cond, adv: torch.Tensor, cfg: R
         "kl_update": float(np.mean(kls)),
         "loss": float(np.mean(losses)),
     }
+
+
+def _score(reward_fn, gold, images: np.ndarray, prompts: list[str], seconds: dict) -> tuple[np.ndarray, dict]:
+    """The proxy reward of a batch and its gold (for the record); the seconds each took go into ``seconds``."""
+    t0 = time.perf_counter()
+    rewards = np.asarray(reward_fn(images, prompts), np.float64)
+    t1 = time.perf_counter()
+    gold_scores = gold(images, prompts) if gold is not None else {}
+    seconds |= {"seconds_scoring": t1 - t0, "seconds_gold": time.perf_counter() - t1}
+    return rewards, gold_scores
 
 
 def _batches(n: int, size: int):
@@ -144,14 +155,19 @@ def train(
     progress: bool = True,
     meta: dict | None = None,
     val_prompts: list[str] | None = None,
+    grad_reward: GradRewardFn | None = None,
 ) -> dict:
     """Tune ``generator`` (a path or a loaded ShapesDiffusionPipeline) against ``reward_fn``; returns run.json.
+    With ``cfg.algorithm == "reward-grad"`` the update follows ``grad_reward``'s gradient (``direct.py``) and
+    ``reward_fn`` only scores the batches and evaluations.
 
     With ``val_prompts`` (the val split's first ``cfg.val_prompts``), every evaluation also samples those at fixed
     seeds and scores them with the proxy; the policy with the best mean is saved to ``best/`` (``best.json``)."""
     from ..generator.load import load_generator
     from ..generator.sheet import contact_sheet
 
+    if cfg.algorithm == "reward-grad" and grad_reward is None:
+        raise ValueError("--algorithm reward-grad needs a differentiable reward (--reward-run)")
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     pipe = load_generator(generator) if isinstance(generator, str | Path) else generator
@@ -176,35 +192,38 @@ def train(
         cond = (states.repeat_interleave(group, 0), mask.repeat_interleave(group, 0))
         rep = [p for p in prompts for _ in range(group)]
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        t0 = time.perf_counter()
-        ro = rollout(policy, cond, cfg.sample_steps, cfg.eta, gen, cfg.min_sigma)
-        t1 = time.perf_counter()
-        rewards = np.asarray(reward_fn(ro.images, rep), np.float64)
-        t2 = time.perf_counter()
-        gold_scores = gold(ro.images, rep) if gold is not None else {}
-        t3 = time.perf_counter()
-        adv = group_advantages(rewards, group, cfg.adv_clip)
         for g in opt.param_groups:
             g["lr"] = cfg.lr_at(step) * g.get("lr_scale", 1.0)
-        stats = ppo_update(policy, opt, ro, cond, adv, cfg, gen)
-        t4 = time.perf_counter()
+        if cfg.algorithm == "reward-grad":
+            out = reward_grad_update(policy, opt, grad_reward, cond, rep, cfg, gen)
+            images, kl = out.pop("images"), out.pop("kl")
+            seconds = {k: out.pop(k) for k in ("seconds_sampling", "seconds_update")}
+            rewards, gold_scores = _score(reward_fn, gold, images, rep, seconds)
+            stats = out
+        else:
+            t0 = time.perf_counter()
+            ro = rollout(policy, cond, cfg.sample_steps, cfg.eta, gen, cfg.min_sigma)
+            seconds = {"seconds_sampling": time.perf_counter() - t0}
+            images, kl = ro.images, ro.kl
+            rewards, gold_scores = _score(reward_fn, gold, images, rep, seconds)
+            adv = group_advantages(rewards, group, cfg.adv_clip)
+            t0 = time.perf_counter()
+            stats = ppo_update(policy, opt, ro, cond, adv, cfg, gen)
+            seconds["seconds_update"] = time.perf_counter() - t0
         row = {
             "kind": "train",
             "step": step,
             "proxy": float(rewards.mean()),
             "reward_std": float(rewards.reshape(-1, group).std(1).mean()),
-            "kl": float(ro.kl.mean()),
+            "kl": float(kl.mean()),
             "lr": cfg.lr_at(step),
             **stats,
-            "seconds_sampling": t1 - t0,
-            "seconds_scoring": t2 - t1,
-            "seconds_gold": t3 - t2,
-            "seconds_update": t4 - t3,
+            **{k: seconds[k] for k in ("seconds_sampling", "seconds_scoring", "seconds_gold", "seconds_update")},
         }
         if gold_scores:
             row["gold_utility"] = float(gold_scores["utility"].mean())
         _log(run, row)
-        bar.set_postfix(proxy=f"{row['proxy']:.3f}", kl=f"{row['kl']:.3g}", clip=f"{row['clip_fraction']:.2f}")
+        bar.set_postfix(proxy=f"{row['proxy']:.3f}", kl=f"{row['kl']:.3g}")
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             _save_checkpoint(run, policy, opt, step + 1)
     _run_eval(run, policy, cfg.steps, eval_prompts, eval_cond, reward_fn, gold, cfg, contact_sheet)

@@ -12,7 +12,9 @@ by the gold oracle (recorded, never used for the update); the first --eval-promp
 sampled every --eval-every steps at fixed seeds; with --val-prompts N the val split's first N are sampled too and the
 policy with the best proxy on them is kept in best/ (best.json names its step). The run holds metrics.jsonl,
 curves.png, eval/ (held-out samples and sheets), checkpoint.pt (rerun the command to resume) and pipeline/
-(``rewarddance generate`` loads the run; ``--generator RUN/best`` the selected policy). See docs/rlhf.md.
+(``rewarddance generate`` loads the run; ``--generator RUN/best`` the selected policy). ``--algorithm reward-grad
+--reward-run RUN`` follows the torch reward model's gradient through the chain's last --grad-steps steps instead
+(DRaFT-K; --reward still scores every batch for the record). See docs/rlhf.md.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .gold import GoldScorer
-    from .reward import make_reward
+    from .reward import DifferentiableReward, make_reward
     from .train import train
 
     if args.threads:
@@ -76,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
         eval_prompts = split_prompts(args.data, "test")[: cfg.eval_prompts]
         val_prompts = split_prompts(args.data, "val")[: cfg.val_prompts] if cfg.val_prompts else None
         meta = {"reward": args.reward, "reward_source": reward.describe(), "data": str(args.data)}
+        grad_reward = None
+        if cfg.algorithm == "reward-grad":
+            if not cfg.reward_run:
+                raise ValueError("--algorithm reward-grad needs --reward-run (a pixel reward run directory)")
+            grad_reward = DifferentiableReward(cfg.reward_run, cfg.weights())
+            meta["grad_reward"] = grad_reward.describe()
         info = train(
             args.generator,
             reward,
@@ -87,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             meta=meta,
             val_prompts=val_prompts,
+            grad_reward=grad_reward,
         )
     except (ValueError, FileNotFoundError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
