@@ -290,9 +290,12 @@ def lr_label(cfg: dict) -> str:
     """How an RL run's learning rate went and what it trained, e.g. "5e-3", "6e-3 cosine", "2e-3 lora-all" (LoRA on
     attention and every convolution), "5e-3 lora-all conv x0.2" (the convolution adapters at a fifth of the rate),
     "1e-4 full" (the whole UNet), "5e-3 beta 0.1" (a KL weight other than the default 0.01), "5e-3 weights
-    fidelity=1" (the reward's components weighted per request); runs from before these options: constant rate, LoRA
-    on attention, beta 0.01, the model's own weights."""
+    fidelity=1" (the reward's components weighted per request), "1e-3 reward-grad K2" (the reward's gradient through
+    the chain's last 2 steps instead of PPO); runs from before these options: PPO, constant rate, LoRA on attention,
+    beta 0.01, the model's own weights."""
     lr = _short(cfg.get("lr", 0))
+    if cfg.get("algorithm", "ppo") == "reward-grad":
+        lr += f" reward-grad K{cfg.get('grad_steps')}"
     lr += " cosine" if cfg.get("lr_schedule", "constant") == "cosine" else ""
     if not cfg.get("lora", True):
         lr += " full"
@@ -317,9 +320,10 @@ def _row_key(r: dict) -> tuple:
     return r["reward_model"], r["method"], r.get("steps", r.get("n")), r.get("seed", 0), r.get("lr")
 
 
-# RL settings that may differ between the runs of one report (each RL row names its own, see lr_label): the seed,
-# the learning rate's value and schedule, which weights train, the KL weight and the reward's component weights.
-# val_prompts only adds evaluations (the training trajectory is the same). Anything else (group size, clip, sampler)
+# RL settings that may differ between the runs of one report (each RL row names its own, see lr_label): the algorithm
+# (PPO or reward-grad, with its K and torch weights), the seed, the learning rate's value and schedule, which weights
+# train, the KL weight and the reward's component weights. val_prompts and eval_every only add evaluations (the
+# training trajectory is the same: evaluations draw their own noise). Anything else (group size, clip, sampler)
 # makes studies not comparable.
 PER_ROW_SETTINGS = (
     "algorithm",
@@ -334,6 +338,7 @@ PER_ROW_SETTINGS = (
     "kl_coef",
     "reward_weights",
     "val_prompts",
+    "eval_every",
 )
 
 

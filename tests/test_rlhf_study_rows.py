@@ -128,6 +128,10 @@ def test_lr_label_names_value_and_schedule(study):
     assert study.lr_label({"lr": 5e-3, "lora": True, "lora_targets": "attention", "kl_coef": 0.01}) == "5e-3"
     assert study.lr_label({"lr": 5e-3, "kl_coef": 0.1, "lora_targets": "all"}) == "5e-3 lora-all beta 0.1"
     assert study.lr_label({"lr": 5e-3, "reward_weights": "fidelity=1"}) == "5e-3 weights fidelity=1"
+    # the reward's gradient instead of PPO, through the chain's last K steps
+    grad = {"lr": 1e-3, "algorithm": "reward-grad", "grad_steps": 2, "lora_targets": "all", "conv_lr_scale": 0.2}
+    assert study.lr_label(grad | {"kl_coef": 0.2}) == "1e-3 reward-grad K2 lora-all conv x0.2 beta 0.2"
+    assert study.lr_label({"lr": 1e-3, "algorithm": "ppo", "grad_steps": 2}) == "1e-3"
 
 
 def test_keep_earlier_accepts_a_report_that_differs_only_in_adapter_placement(study, tmp_path):
