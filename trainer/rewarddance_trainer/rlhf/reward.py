@@ -120,6 +120,7 @@ class DifferentiableReward:
         self.w = torch.tensor(self.resolved.vector, dtype=torch.float32)
         self.size = self.model.cfg.image_size
         self.cache: dict[str, tuple] = {}
+        self.resize: dict[int, object] = {}  # input size -> its bicubic matrix, built once
 
     def _prompts(self, prompts: list[str]):
         import torch
@@ -134,7 +135,10 @@ class DifferentiableReward:
     def __call__(self, x, prompts: list[str]):
         pixels = (x + 1) * 127.5  # [0, 255], as the model's uint8 input but continuous
         if pixels.shape[-1] != self.size:
-            m = bicubic_matrix(pixels.shape[-1], self.size)
+            n = pixels.shape[-1]
+            if n not in self.resize:
+                self.resize[n] = bicubic_matrix(n, self.size)
+            m = self.resize[n]
             pixels = (m @ pixels @ m.T).clamp(0, 255)  # bicubic overshoots; PIL clips to uint8
         states, mask = self._prompts(list(prompts))
         components, _ = self.model(pixels.permute(0, 2, 3, 1), states, mask)
