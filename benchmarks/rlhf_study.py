@@ -305,10 +305,13 @@ def lr_label(cfg: dict) -> str:
         lr += f" conv x{scale:g}" if scale != 1.0 else ""
     beta = cfg.get("kl_coef", DEFAULT_KL_COEF)
     lr += f" beta {beta:g}" if beta != DEFAULT_KL_COEF else ""
+    batch = cfg.get("prompts_per_step", DEFAULT_BATCH[0]), cfg.get("samples_per_prompt", DEFAULT_BATCH[1])
+    lr += f" batch {batch[0]}x{batch[1]}" if batch != DEFAULT_BATCH else ""
     return lr + (f" weights {cfg['reward_weights']}" if cfg.get("reward_weights") else "")
 
 
 DEFAULT_KL_COEF = 0.01  # every study before the KL weight was varied used this
+DEFAULT_BATCH = (8, 4)  # prompts per step x samples per prompt of every study before the batch was varied
 
 
 def _short(x: float) -> str:
@@ -322,8 +325,9 @@ def _row_key(r: dict) -> tuple:
 
 # RL settings that may differ between the runs of one report (each RL row names its own, see lr_label): the algorithm
 # (PPO or reward-grad, with its K and torch weights), the seed, the learning rate's value and schedule, which weights
-# train, the KL weight and the reward's component weights. val_prompts and eval_every only add evaluations (the
-# training trajectory is the same: evaluations draw their own noise). Anything else (group size, clip, sampler)
+# train, the KL weight, the reward's component weights and the batch's shape (prompts x samples per prompt, named
+# by lr_label when it is not 8 x 4). val_prompts and eval_every only add evaluations (the
+# training trajectory is the same: evaluations draw their own noise). Anything else (clip, sampler, eval prompts)
 # makes studies not comparable.
 PER_ROW_SETTINGS = (
     "algorithm",
@@ -339,6 +343,8 @@ PER_ROW_SETTINGS = (
     "reward_weights",
     "val_prompts",
     "eval_every",
+    "prompts_per_step",
+    "samples_per_prompt",
 )
 
 
@@ -491,8 +497,8 @@ def markdown(p: dict) -> str:
         lines += [
             "",
             f"\\* {e['rows']} rows carried over from the earlier study `{e['file']}` (same base generator and RL"
-            f" settings but those each RL row names: learning rate and schedule, adapters, KL weight, reward weights;"
-            f" load {e['load']}; command `{e['command']}`).",
+            f" settings but those each RL row names: learning rate and schedule, adapters, KL weight, reward weights,"
+            f" batch shape; load {e['load']}; command `{e['command']}`).",
         ]
     return "\n".join(lines)
 

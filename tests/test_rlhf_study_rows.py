@@ -65,7 +65,7 @@ def test_keep_refuses_another_generator_or_other_settings(study, tmp_path):
     path.write_text(json.dumps(_payload([_row("m v3", "rlhf", 10, 0.27)], generator="runs/other")))
     with pytest.raises(SystemExit, match="not comparable"):
         study.keep_earlier(_payload([]), path)
-    path.write_text(json.dumps(_payload([], rl_config={"lr": 5e-3, "samples_per_prompt": 8})))
+    path.write_text(json.dumps(_payload([], rl_config={"lr": 5e-3, "sample_steps": 20})))
     with pytest.raises(SystemExit, match="not comparable"):
         study.keep_earlier(_payload([]), path)
 
@@ -132,6 +132,9 @@ def test_lr_label_names_value_and_schedule(study):
     grad = {"lr": 1e-3, "algorithm": "reward-grad", "grad_steps": 2, "lora_targets": "all", "conv_lr_scale": 0.2}
     assert study.lr_label(grad | {"kl_coef": 0.2}) == "1e-3 reward-grad K2 lora-all conv x0.2 beta 0.2"
     assert study.lr_label({"lr": 1e-3, "algorithm": "ppo", "grad_steps": 2}) == "1e-3"
+    # the batch's shape, when it is not the 8 prompts x 4 samples every earlier study used
+    assert study.lr_label(grad | {"prompts_per_step": 16, "samples_per_prompt": 2}).endswith(" batch 16x2")
+    assert study.lr_label(grad | {"prompts_per_step": 8, "samples_per_prompt": 4}).endswith("conv x0.2")
 
 
 def test_keep_earlier_accepts_a_report_that_differs_only_in_adapter_placement(study, tmp_path):
