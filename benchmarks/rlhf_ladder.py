@@ -15,7 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from common import RESULTS, markdown_table
+
 RECIPE = "1e-3 reward-grad K2 lora-all conv x0.2 beta 0.2"
 
 
@@ -50,20 +51,25 @@ def ladder(rows: list[dict], lr_label: str, steps: list[int]) -> list[dict]:
 
 
 def table(entries: list[dict]) -> str:
-    lines = [
-        "| reward model | test R | steps | seeds | gold gain | hacking gap | gold tuned | KL |"
-        " best-of-16 gold gain (48 prompts) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    headers = ["reward model", "test R", "steps", "seeds", "gold gain", "hacking gap", "gold tuned", "KL"]
+    rows = []
     for e in entries:
         g, h = e["gold_gain"], e["hacking_gap"]
         bon = "" if e["bon16_gold_gain"] is None else f"{100 * e['bon16_gold_gain']:+.1f}%"
-        lines.append(
-            f"| {e['reward_model']} | {e['test_R']:.3f} | {e['steps']} | {len(e['seeds'])} | "
-            f"{100 * g[0]:+.1f}% ± {100 * g[1]:.1f} | {100 * h[0]:+.1f} ± {100 * h[1]:.1f} pts | "
-            f"{e['gold_tuned']:.3f} | {e['kl']:.3f} | {bon} |"
+        rows.append(
+            [
+                e["reward_model"],
+                f"{e['test_R']:.3f}",
+                e["steps"],
+                len(e["seeds"]),
+                f"{100 * g[0]:+.1f}% ± {100 * g[1]:.1f}",
+                f"{100 * h[0]:+.1f} ± {100 * h[1]:.1f} pts",
+                f"{e['gold_tuned']:.3f}",
+                f"{e['kl']:.3f}",
+                bon,
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table([*headers, "best-of-16 gold gain (48 prompts)"], rows)
 
 
 def plot(entries: list[dict], path: Path, title: str) -> None:
