@@ -246,3 +246,31 @@ def test_reward_gradient_needs_a_differentiable_reward(text, tmp_path):
         RLHFConfig(algorithm="dpo")
     with pytest.raises(ValueError, match="--grad-steps"):
         RLHFConfig(algorithm="reward-grad", grad_steps=0)
+
+
+@pytest.mark.parametrize("grad_steps", [2, 6])
+def test_reward_gradient_reaches_exactly_the_last_k_steps(text, grad_steps):
+    """--grad-steps K: the reward's gradient flows into the UNet outputs of the chain's last K steps and no earlier
+    (K = --sample-steps backpropagates through the whole chain); with no KL weight nothing else sends a gradient."""
+    from rewarddance_trainer.rlhf.direct import _chain_with_grad
+    from rewarddance_trainer.rlhf.policy import Policy
+
+    cfg = _grad_cfg(grad_steps=grad_steps, kl_coef=0.0)  # sample_steps 6
+    pipe = tiny_pipe(text)
+    policy = Policy(pipe, lora=True)
+    reached = []
+    eps = policy.eps
+
+    def tracked_eps(x, t, cond):
+        out = eps(x, t, cond)
+        if out.requires_grad:
+            k = len(reached)
+            reached.append(False)
+            out.register_hook(lambda g, k=k: reached.__setitem__(k, bool(g.abs().sum() > 0)) or g)
+        return out
+
+    policy.eps = tracked_eps
+    states, mask = pipe.encode(TRAIN[:2])
+    loss, *_ = _chain_with_grad(policy, (states, mask), TRAIN[:2], redness_t, cfg, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert reached == [True] * grad_steps  # one graph per step in the window, every one reached by the reward
