@@ -185,8 +185,11 @@ def test_training_learns_and_records_a_complete_run(pixel_run: Path):
     assert last < first  # the heads moved toward the ratings
 
 
-def test_resume_after_interruption_matches_an_uninterrupted_run(pixel_data: Path, tmp_path: Path, monkeypatch):
-    cfg = replace(TINY, eval_every=100, ckpt_every=3)
+@pytest.mark.parametrize("prompt_noise", [0.0, 0.5])
+def test_resume_after_interruption_matches_an_uninterrupted_run(
+    pixel_data: Path, tmp_path: Path, monkeypatch, prompt_noise: float
+):
+    cfg = replace(TINY, eval_every=100, ckpt_every=3, prompt_noise=prompt_noise)
     whole = tmp_path / "whole"
     pixel_train.train(pixel_data, whole, cfg, progress=False)
     cut = tmp_path / "cut"
@@ -213,7 +216,12 @@ def test_a_grown_model_starts_as_the_model_it_grows_from_then_trains_its_new_blo
     from rewarddance_trainer.pixel_reward.train import load_init
 
     small = load_model(pixel_run)
-    deeper = replace(small.cfg, image_layers=small.cfg.image_layers + 1, fusion_layers=small.cfg.fusion_layers + 2)
+    deeper = replace(
+        small.cfg,
+        image_layers=small.cfg.image_layers + 1,
+        fusion_layers=small.cfg.fusion_layers + 2,
+        stem_blocks=small.cfg.stem_blocks + 1,
+    )
     grown = PixelRewardModel(deeper)
     load_init(grown, pixel_run)
     pixels, tokens, mask = _inputs(4)
@@ -224,16 +232,39 @@ def test_a_grown_model_starts_as_the_model_it_grows_from_then_trains_its_new_blo
     with pytest.raises(ValueError, match="pass --init"):
         pixel_train.train(pixel_data, tmp_path / "nothing", replace(TINY, grow_fusion_layers=1), progress=False)
 
-    cfg = replace(TINY, grow_image_layers=1, grow_fusion_layers=2, steps=4, eval_every=2)
+    cfg = replace(TINY, grow_image_layers=1, grow_fusion_layers=2, grow_stem_blocks=1, steps=4, eval_every=2)
     run = tmp_path / "grown"
     m = pixel_train.train(pixel_data, run, cfg, progress=False, init=pixel_run)
-    assert (m["model"]["image_layers"], m["model"]["fusion_layers"]) == (deeper.image_layers, deeper.fusion_layers)
+    depth = (m["model"]["image_layers"], m["model"]["fusion_layers"], m["model"]["stem_blocks"])
+    assert depth == (deeper.image_layers, deeper.fusion_layers, deeper.stem_blocks)
     assert m["parameters"] > json.loads((pixel_run / "run.json").read_text())["parameters"]
     trained = load_model(run)
     assert trained.fusion_blocks[-1].proj.weight.abs().max() > 0  # the new blocks moved off the identity
+    assert trained.stem_blocks[-1].conv2.weight.abs().max() > 0
+    from rewarddance_exporter.pixel_export import export_pixel_run
+
+    exported = export_pixel_run(run, tmp_path / "repo", log=lambda _: None)  # the grown graph exports, at parity
+    assert exported.export.end_to_end_max_abs_diff <= 1e-4
     # a further stage from the grown run keeps its depth without asking to grow again
     again = pixel_train.train(pixel_data, tmp_path / "next", replace(TINY, steps=2, eval_every=2), False, init=run)
     assert again["model"] == m["model"]
+
+
+def test_prompt_noise_is_a_share_of_each_tokens_rms_and_drawn_from_its_seed(pixel_data: Path, tmp_path: Path):
+    losses = {}
+    for noise in (0.0, 0.5):
+        cfg = replace(TINY, steps=2, eval_every=2, prompt_noise=noise)
+        run = pixel_train.train(pixel_data, tmp_path / str(noise), cfg, progress=False)
+        assert run["train"]["prompt_noise"] == noise
+        losses[noise] = json.loads((tmp_path / str(noise) / "metrics.jsonl").read_text().splitlines()[0])["loss"]
+    assert losses[0.0] != pytest.approx(losses[0.5], rel=1e-4)  # the first step's loss already sees the noise
+    tokens = torch.randn(5, 12, 384) * torch.linspace(0.1, 3.0, 12)[None, :, None]
+    a = pixel_train.noisy_prompt(tokens, 0.5, torch.Generator().manual_seed(3))
+    b = pixel_train.noisy_prompt(tokens, 0.5, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    ratio = (a - tokens).pow(2).mean(-1).sqrt() / tokens.pow(2).mean(-1).sqrt()
+    assert ratio.numpy() == pytest.approx(np.full((5, 12), 0.5), rel=0.15)  # per token, whatever its scale
+    assert not torch.equal(a, pixel_train.noisy_prompt(tokens, 0.5, torch.Generator().manual_seed(4)))
 
 
 def test_export_scores_the_same_through_the_serving_pipeline(pixel_run: Path, tmp_path: Path):

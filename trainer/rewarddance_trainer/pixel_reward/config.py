@@ -22,6 +22,9 @@ class PixelRewardConfig:
     fusion_layers: int  # blocks over [component queries, prompt tokens, image tokens] together
     heads: int
     stem: tuple[int, ...] = (32, 64)  # channels of the stride-2 conv stages before the stride-2 patch conv
+    # residual 3x3 conv blocks at the stem's last resolution, before the patch conv (shape is read there: an 8 x 8
+    # pixel token sees the outline only through these); each starts as the identity
+    stem_blocks: int = 0
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     image_size: int = 64
@@ -34,6 +37,8 @@ class PixelRewardConfig:
         if self.image_size % self.patch:
             raise ValueError(f"image_size ({self.image_size}) must be a multiple of the stem's stride {self.patch}")
         object.__setattr__(self, "stem", tuple(self.stem))
+        if self.stem_blocks < 0:
+            raise ValueError(f"stem_blocks must be >= 0, got {self.stem_blocks}")
 
     @property
     def patch(self) -> int:
@@ -89,6 +94,11 @@ class PixelTrainConfig:
     # moves them: a larger model that keeps what the smaller one learned. 0: none (needs --init otherwise).
     grow_image_layers: int = 0
     grow_fusion_layers: int = 0
+    grow_stem_blocks: int = 0  # likewise residual conv blocks appended to the stem (PixelRewardConfig.stem_blocks)
+    # Gaussian noise on the prompt's MiniLM token states while training, as a fraction of each token's RMS: asks the
+    # model to read the broad direction of a word's state rather than its exact vector, so that a synonym it never
+    # saw (the shifted world's "orb", "ruby") lands where the known word does. 0: off.
+    prompt_noise: float = 0.0
     eval_every: int = 250
     val_prompts: int = 300  # a fixed draw of val prompts selects the step (all their images)
     test_prompts: int = 1000  # a fixed draw (the same for every run) of test prompts for the final numbers; 0: all
@@ -110,8 +120,10 @@ class PixelTrainConfig:
         unknown = set(self.listwise_heads) - set(COMPONENTS)
         if unknown:
             raise ValueError(f"component_listwise_heads: unknown {sorted(unknown)}; choose from {list(COMPONENTS)}")
-        if min(self.grow_image_layers, self.grow_fusion_layers) < 0:
-            raise ValueError("grow_image_layers and grow_fusion_layers must be >= 0")
+        if min(self.grow_image_layers, self.grow_fusion_layers, self.grow_stem_blocks) < 0:
+            raise ValueError("grow_image_layers, grow_fusion_layers and grow_stem_blocks must be >= 0")
+        if self.prompt_noise < 0:
+            raise ValueError("prompt_noise must be >= 0")
         if self.edit_swap_weight < 0:
             raise ValueError("edit_swap_weight must be >= 0")
         if self.listwise_temperature <= 0:

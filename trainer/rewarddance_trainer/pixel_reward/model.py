@@ -1,6 +1,6 @@
 """The pixel reward model (v2): looks at the image itself and reads the prompt's token states.
 
-    pixels (n, s, s, 3) uint8 -> conv stem (stride 2 per stage) -> patch tokens (g x g, no pooling) + positions
+    pixels (n, s, s, 3) uint8 -> conv stem (stride 2 per stage, then ``stem_blocks`` residual 3x3 blocks) -> patch tokens (g x g, no pooling) + positions
         -> ``image_layers`` transformer blocks (the image tower: it grows with the scale)
     MiniLM token states (n, 32, 384) -> LayerNorm + Linear + positions
     [4 component queries | prompt tokens | image tokens] -> ``fusion_layers`` blocks (words and patches attend to
@@ -69,12 +69,30 @@ def conv_stem(channels: tuple[int, ...], width: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class StemBlock(nn.Module):
+    """Residual 3x3 conv block at the stem's last resolution: x + conv(GELU(BN(conv(x)))). The second conv starts at
+    zero, so a new block is the identity until training moves it (as ``identity_block_`` does for transformer
+    blocks): a model grown by stem blocks scores exactly as the one it grew from."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.gelu(self.norm(self.conv1(x))))
+
+
 class PixelRewardModel(nn.Module):
     def __init__(self, cfg: PixelRewardConfig, weights: Mapping[str, float] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         d, n_comp = cfg.width, len(COMPONENTS)
         self.stem = conv_stem(cfg.stem, d)
+        self.stem_blocks = nn.ModuleList(StemBlock(cfg.stem[-1]) for _ in range(cfg.stem_blocks))
         self.stem_norm = nn.LayerNorm(d)
         self.image_position = nn.Parameter(torch.randn(1, cfg.grid * cfg.grid, d) * INIT_STD)
         self.image_blocks = nn.ModuleList(
@@ -97,7 +115,12 @@ class PixelRewardModel(nn.Module):
     def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, s, s, 3) uint8 -> (n, g*g, width) contextualised patch tokens."""
         x = (pixels.permute(0, 3, 1, 2).float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
-        tokens = self.stem_norm(self.stem(x).flatten(2).transpose(1, 2)) + self.image_position
+        *convs, patchify = self.stem
+        for layer in convs:
+            x = layer(x)
+        for block in self.stem_blocks:
+            x = block(x)
+        tokens = self.stem_norm(patchify(x).flatten(2).transpose(1, 2)) + self.image_position
         for block in self.image_blocks:
             tokens = block(tokens)
         return tokens
@@ -140,12 +163,16 @@ def identity_block_(block: Block) -> Block:
     return block
 
 
-def load_grown(model: PixelRewardModel, state: Mapping[str, torch.Tensor], image_from: int, fusion_from: int) -> None:
-    """Load a smaller model's weights into ``model``, whose image blocks from ``image_from`` and fusion blocks from
-    ``fusion_from`` on are new: those start as the identity, so ``model`` scores exactly as the smaller one did."""
+def load_grown(
+    model: PixelRewardModel, state: Mapping[str, torch.Tensor], image_from: int, fusion_from: int, stem_from: int = 0
+) -> None:
+    """Load a smaller model's weights into ``model``, whose image blocks from ``image_from``, fusion blocks from
+    ``fusion_from`` and stem blocks from ``stem_from`` on are new: those start as the identity, so ``model`` scores
+    exactly as the smaller one did."""
     missing, unexpected = model.load_state_dict(state, strict=False)
     new = {f"image_blocks.{i}." for i in range(image_from, len(model.image_blocks))}
     new |= {f"fusion_blocks.{i}." for i in range(fusion_from, len(model.fusion_blocks))}
+    new |= {f"stem_blocks.{i}." for i in range(stem_from, len(model.stem_blocks))}
     stray = [k for k in missing if not any(k.startswith(p) for p in new)]
     if unexpected or stray:
         raise ValueError(f"the weights do not fit this architecture: unexpected {unexpected}, missing {stray}")

@@ -109,6 +109,13 @@ def edit_swap_loss(
     return F.softplus(edited[:, 0] - own_logits[chosen_t, 0]).mean()
 
 
+def noisy_prompt(tokens: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Token states (n, L, 384) plus Gaussian noise of ``scale`` times each token's RMS (training only)."""
+    rms = tokens.pow(2).mean(-1, keepdim=True).sqrt()
+    noise = torch.randn(tokens.shape, generator=generator, device=tokens.device, dtype=tokens.dtype)
+    return tokens + scale * rms * noise
+
+
 def listwise_loss(reward: torch.Tensor, utility: torch.Tensor, group: np.ndarray, temperature: float) -> torch.Tensor:
     """ListNet: cross-entropy of softmax(R / t) against softmax(utility / t) within each prompt's candidates."""
     losses = []
@@ -227,12 +234,13 @@ def load_init(model: PixelRewardModel, init: Path) -> None:
     may have more image or fusion blocks than that run (``grow_*_layers``): those start as the identity."""
     have = init_architecture(init)
     want = model.cfg
-    deeper = want.image_layers >= have.image_layers and want.fusion_layers >= have.fusion_layers
-    same = replace(want, image_layers=have.image_layers, fusion_layers=have.fusion_layers, dropout=have.dropout)
+    depths = ("image_layers", "fusion_layers", "stem_blocks")
+    deeper = all(getattr(want, k) >= getattr(have, k) for k in depths)
+    same = replace(want, **{k: getattr(have, k) for k in depths}, dropout=have.dropout)
     if same != have or not deeper:
         scale = json.loads((init / MANIFEST_FILE).read_text()).get("scale")
         raise ValueError(f"--init {init} is a {scale} run with another architecture: pass --scale {scale}")
-    load_grown(model, load_file(init / WEIGHTS_FILE), have.image_layers, have.fusion_layers)
+    load_grown(model, load_file(init / WEIGHTS_FILE), have.image_layers, have.fusion_layers, have.stem_blocks)
 
 
 # --- the recipe ------------------------------------------------------------------------------------------------
@@ -244,14 +252,15 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     states = load_cache(data)
     edited_states = load_cache(data, edited=True) if cfg.edit_swap_weight > 0 else None
     scale = load_scale(cfg.scale)
-    if (cfg.grow_image_layers or cfg.grow_fusion_layers) and init is None:
-        raise ValueError("--grow-image-layers / --grow-fusion-layers add blocks to a trained model: pass --init")
+    if (cfg.grow_image_layers or cfg.grow_fusion_layers or cfg.grow_stem_blocks) and init is None:
+        raise ValueError("--grow-image-layers / --grow-fusion-layers / --grow-stem-blocks grow a trained model: pass --init")
     if init is not None:  # the depth is the init's (a grown run is deeper than its scale's file says), plus growth
         start_from = init_architecture(Path(init))
         scale = replace(
             scale,
             image_layers=start_from.image_layers + cfg.grow_image_layers,
             fusion_layers=start_from.fusion_layers + cfg.grow_fusion_layers,
+            stem_blocks=start_from.stem_blocks + cfg.grow_stem_blocks,
         )
     model_cfg = replace(scale, dropout=scale.dropout if cfg.dropout is None else cfg.dropout)
     card = json.loads(schema.Layout(data).card.read_text())
@@ -278,10 +287,15 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
         "component_listwise_heads",
         "grow_image_layers",
         "grow_fusion_layers",
+        "grow_stem_blocks",
+        "prompt_noise",
     ):
         if not getattr(cfg, term):  # runs from before the term existed resume unchanged
             recipe.pop(term)
-    identity = {"train": recipe, "model": asdict(model_cfg), "data": card.get("table_sha256")}
+    architecture = asdict(model_cfg)
+    if not model_cfg.stem_blocks:  # runs from before stem blocks existed resume unchanged
+        architecture.pop("stem_blocks")
+    identity = {"train": recipe, "model": architecture, "data": card.get("table_sha256")}
     if init is not None:
         identity["init"] = str(init)
     start, best = resume(run, model, optimizer, identity)
@@ -301,6 +315,8 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     pairs = PairIndex(tables.pair_rows, tables.pair_target, len(tables.images))
     tokens, mask = states
 
+    # the noise of step s depends on (seed, s) only, so a resumed run draws what the uninterrupted one would have
+    noise_rng = torch.Generator(device=device)
     started = time.perf_counter() - elapsed0
     bar = tqdm(total=cfg.steps, initial=start, desc=f"pixel reward {cfg.scale}", disable=not progress)
     step = start
@@ -317,6 +333,9 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
         model.train()
         prompt_tokens, prompt_mask = evaluate.prompt_inputs(tables, tokens, mask, rows)
         prompt_tokens, prompt_mask = prompt_tokens.to(device), prompt_mask.to(device)
+        if cfg.prompt_noise:
+            noise_rng.manual_seed(cfg.seed * 1_000_003 + step)
+            prompt_tokens = noisy_prompt(prompt_tokens, cfg.prompt_noise, noise_rng)
         image = model.image_tokens(torch.from_numpy(pixels).to(device))
         logits = model.fuse(image, prompt_tokens, prompt_mask)
         components = torch.sigmoid(logits)
