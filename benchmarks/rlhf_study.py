@@ -60,7 +60,9 @@ def phase_rl(args, cfg: RLHFConfig, train_prompts, eval_prompts, gold) -> None:
         val = split_prompts(args.data, "val")[: cfg.val_prompts] if cfg.val_prompts else None
         # --set algorithm=reward-grad reward_run=RUN: RUN must hold the torch weights of name@version (its served
         # proxy is logged beside the torch reward's value on every batch, so a mismatch shows)
-        grad = DifferentiableReward(cfg.reward_run, cfg.weights()) if cfg.algorithm == "reward-grad" else None
+        grad = None
+        if cfg.algorithm == "reward-grad":
+            grad = DifferentiableReward(cfg.reward_run, cfg.weights(), cfg.reward_ensemble_penalty)
         for seed in args.seeds:
             run = run_dir(args, name, version, seed)
             print(f"== RL against {name} v{version}, seed {seed}: {steps} steps -> {run}", flush=True)
@@ -296,6 +298,10 @@ def lr_label(cfg: dict) -> str:
     lr = _short(cfg.get("lr", 0))
     if cfg.get("algorithm", "ppo") == "reward-grad":
         lr += f" reward-grad K{cfg.get('grad_steps')}"
+        members = len([r for r in str(cfg.get("reward_run", "")).split(",") if r.strip()])
+        if members > 1:  # an ensemble's gradient: mean - penalty * std of the members' R
+            penalty = cfg.get("reward_ensemble_penalty", 0.0)
+            lr += f" ensemble of {members}" + (f" - {penalty:g} sd" if penalty else "")
     lr += " cosine" if cfg.get("lr_schedule", "constant") == "cosine" else ""
     if not cfg.get("lora", True):
         lr += " full"
@@ -333,6 +339,7 @@ PER_ROW_SETTINGS = (
     "algorithm",
     "grad_steps",
     "reward_run",
+    "reward_ensemble_penalty",
     "seed",
     "lr",
     "lr_schedule",

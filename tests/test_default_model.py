@@ -103,3 +103,39 @@ def test_the_differentiable_reward_matches_the_served_one(pipeline: RewardPipeli
     assert np.corrcoef(ours.detach().numpy(), served)[0, 1] > 0.98
     ours.sum().backward()
     assert x.grad.abs().mean() > 0
+
+
+def test_an_ensemble_reward_is_its_members_mean_less_a_share_of_their_spread(tmp_path: Path):
+    """Several --reward-run directories: R = mean of the members' R - penalty * their standard deviation, with the
+    gradient of that; one member with a penalty is refused (there is no spread to penalise)."""
+    import shutil
+
+    import torch
+    from rewarddance_trainer.rlhf.reward import DifferentiableReward
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(DEFAULT_MODEL / "run.json", other / "run.json")
+    state = load_file(DEFAULT_MODEL / "reward.safetensors")
+    state["head_bias"] = state["head_bias"] + torch.tensor([0.8, -0.3, 0.2, 0.0])  # a member that disagrees
+    save_file(state, other / "reward.safetensors")
+
+    images = [Image.open(DEFAULT_MODEL / "samples" / s["image"]).convert("RGB") for s in SAMPLES]
+    x = torch.from_numpy(np.stack([np.asarray(im.resize((32, 32))) for im in images]))
+    x = x.permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    prompts = [s["prompt"] for s in SAMPLES]
+    a = DifferentiableReward(DEFAULT_MODEL)(x, prompts)
+    b = DifferentiableReward(other)(x, prompts)
+    assert (a - b).abs().min() > 1e-3  # the members do disagree
+    for penalty in (0.0, 0.5):
+        ensemble = DifferentiableReward(f"{DEFAULT_MODEL},{other}", penalty=penalty)
+        assert ensemble.describe()["ensemble"] == 2
+        expected = (a + b) / 2 - penalty * (a - b).abs() / np.sqrt(2)  # the sample sd of two values
+        y = x.clone().requires_grad_(True)
+        got = ensemble(y, prompts)
+        assert torch.allclose(got, expected, atol=1e-5)
+        got.sum().backward()
+        assert y.grad.abs().mean() > 0
+    with pytest.raises(ValueError, match="two or more"):
+        DifferentiableReward(DEFAULT_MODEL, penalty=0.5)

@@ -1,6 +1,7 @@
 """The pixel reward model (v2): looks at the image itself and reads the prompt's token states.
 
-    pixels (n, s, s, 3) uint8 -> conv stem (stride 2 per stage, then ``stem_blocks`` residual 3x3 blocks) -> patch tokens (g x g, no pooling) + positions
+    pixels (n, s, s, 3) uint8 -> conv stem (stride 2 per stage, then ``stem_blocks`` residual 3x3 blocks)
+        -> patch tokens (g x g, no pooling) + positions
         -> ``image_layers`` transformer blocks (the image tower: it grows with the scale)
     MiniLM token states (n, 32, 384) -> LayerNorm + Linear + positions
     [4 component queries | prompt tokens | image tokens] -> ``fusion_layers`` blocks (words and patches attend to

@@ -253,7 +253,9 @@ def train(data: Path, run: Path, cfg: PixelTrainConfig, progress: bool = True, i
     edited_states = load_cache(data, edited=True) if cfg.edit_swap_weight > 0 else None
     scale = load_scale(cfg.scale)
     if (cfg.grow_image_layers or cfg.grow_fusion_layers or cfg.grow_stem_blocks) and init is None:
-        raise ValueError("--grow-image-layers / --grow-fusion-layers / --grow-stem-blocks grow a trained model: pass --init")
+        raise ValueError(
+            "--grow-image-layers / --grow-fusion-layers / --grow-stem-blocks grow a trained model: pass --init"
+        )
     if init is not None:  # the depth is the init's (a grown run is deeper than its scale's file says), plus growth
         start_from = init_architecture(Path(init))
         scale = replace(

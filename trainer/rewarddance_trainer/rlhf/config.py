@@ -36,6 +36,8 @@ class RLHFConfig:
     algorithm: str = "ppo"
     grad_steps: int = 2  # reward-grad: how many of the chain's last steps carry the reward's gradient
     reward_run: str = ""  # reward-grad: the pixel reward run directory whose torch model gives the gradient
+    # (comma-separated directories: an ensemble, R = members' mean - reward_ensemble_penalty * their std)
+    reward_ensemble_penalty: float = 0.0
     reward_weights: str = ""  # component weights sent with each request, e.g. "fidelity=1" (default: the model's)
     reward_model: str = ""  # model name to pin (default: the service's default model)
     reward_version: int = 0  # version to pin (0: the model's default version)

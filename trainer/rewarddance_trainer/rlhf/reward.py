@@ -99,9 +99,13 @@ class DifferentiableReward:
     ``--algorithm reward-grad``: (n, 3, h, w) in [-1, 1] -> (n,) R with the given component weights (the model's own
     by default). Images are resized to the model's size with PIL's bicubic kernel as the gateway does (as a matrix,
     so the gradient passes); the served value differs only by the gateway's rounding to uint8 (the RL loop logs
-    both)."""
+    both).
 
-    def __init__(self, run: str | Path, weights: dict | None = None):
+    Several runs (``"RUN_A,RUN_B,..."``) make an ensemble: R is the members' mean minus ``penalty`` times their
+    standard deviation, so the policy gains only where the members agree (a conservative reward against hacking:
+    an image that fools one member rarely fools them all)."""
+
+    def __init__(self, run: str | Path, weights: dict | None = None, penalty: float = 0.0):
         import torch
 
         from rewarddance.components.composite import resolve_weights
@@ -109,18 +113,24 @@ class DifferentiableReward:
         from ..pixel_reward.model import load_model
         from ..pixel_reward.text import PromptStates
 
-        run = Path(run)
-        self.run = str(run)
-        if not (run / "run.json").exists():
-            raise FileNotFoundError(f"--reward-run {run}: not a pixel reward run directory (no run.json)")
-        self.model = load_model(run).requires_grad_(False)
+        runs = [Path(r.strip()) for r in str(run).split(",") if r.strip()]
+        if not runs:
+            raise FileNotFoundError("--reward-run: no run directory given")
+        for r in runs:
+            if not (r / "run.json").exists():
+                raise FileNotFoundError(f"--reward-run {r}: not a pixel reward run directory (no run.json)")
+        if penalty < 0 or (penalty and len(runs) < 2):
+            raise ValueError("--reward-ensemble-penalty needs two or more --reward-run directories and a value >= 0")
+        self.run = ",".join(str(r) for r in runs)
+        self.models = [load_model(r).requires_grad_(False) for r in runs]
+        self.model = self.models[0]
+        self.penalty = float(penalty)
         self.text = PromptStates()
         default = dict(zip(COMPONENT_NAMES, self.model.weights.tolist(), strict=True))
         self.resolved = resolve_weights(weights, default)
         self.w = torch.tensor(self.resolved.vector, dtype=torch.float32)
-        self.size = self.model.cfg.image_size
         self.cache: dict[str, tuple] = {}
-        self.resize: dict[int, object] = {}  # input size -> its bicubic matrix, built once
+        self.resize: dict[tuple[int, int], object] = {}  # (input size, model size) -> its bicubic matrix, built once
 
     def _prompts(self, prompts: list[str]):
         import torch
@@ -132,20 +142,31 @@ class DifferentiableReward:
                 self.cache[p] = (torch.from_numpy(states[k]), torch.from_numpy(mask[k]))
         return torch.stack([self.cache[p][0] for p in prompts]), torch.stack([self.cache[p][1] for p in prompts])
 
-    def __call__(self, x, prompts: list[str]):
+    def _member(self, model, x, states, mask):
         pixels = (x + 1) * 127.5  # [0, 255], as the model's uint8 input but continuous
-        if pixels.shape[-1] != self.size:
-            n = pixels.shape[-1]
-            if n not in self.resize:
-                self.resize[n] = bicubic_matrix(n, self.size)
-            m = self.resize[n]
+        size, n = model.cfg.image_size, x.shape[-1]
+        if n != size:
+            if (n, size) not in self.resize:
+                self.resize[(n, size)] = bicubic_matrix(n, size)
+            m = self.resize[(n, size)]
             pixels = (m @ pixels @ m.T).clamp(0, 255)  # bicubic overshoots; PIL clips to uint8
-        states, mask = self._prompts(list(prompts))
-        components, _ = self.model(pixels.permute(0, 2, 3, 1), states, mask)
+        components, _ = model(pixels.permute(0, 2, 3, 1), states, mask)
         return components @ self.w
 
+    def __call__(self, x, prompts: list[str]):
+        import torch
+
+        states, mask = self._prompts(list(prompts))
+        rewards = torch.stack([self._member(m, x, states, mask) for m in self.models])
+        if len(self.models) == 1:
+            return rewards[0]
+        return rewards.mean(0) - self.penalty * rewards.std(0)
+
     def describe(self) -> dict:
-        return {"kind": "torch (gradient)", "run": self.run, "weights": self.resolved.weights}
+        out = {"kind": "torch (gradient)", "run": self.run, "weights": self.resolved.weights}
+        if len(self.models) > 1:
+            out |= {"ensemble": len(self.models), "penalty": self.penalty}
+        return out
 
 
 def make_reward(spec: str, weights: dict | None = None, model: str | None = None, version: int | None = None):

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         if cfg.algorithm == "reward-grad":
             if not cfg.reward_run:
                 raise ValueError("--algorithm reward-grad needs --reward-run (a pixel reward run directory)")
-            grad_reward = DifferentiableReward(cfg.reward_run, cfg.weights())
+            grad_reward = DifferentiableReward(cfg.reward_run, cfg.weights(), cfg.reward_ensemble_penalty)
             meta["grad_reward"] = grad_reward.describe()
         info = train(
             args.generator,
