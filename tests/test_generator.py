@@ -118,6 +118,8 @@ def test_train_and_generate_cli(tmp_path):
     run = tmp_path / "run"
     args = ["train", "generator", "--data", str(data), "--out", str(run), "--steps", "2", "--batch-size", "4"]
     args += ["--image-size", "16", "--width", "8", "--ckpt-every", "2", "--sample-steps", "2", "--no-progress"]
+    assert main([*args, "--stop-at", "1"]) == 0  # an interruption on purpose: checkpoint at step 1, then resume
+    assert json.loads((run / "run.json").read_text())["steps_completed"] == 1
     assert main(args) == 0
     meta = json.loads((run / "run.json").read_text())
     assert meta["steps_completed"] == 2 and meta["data"]["images"] > 0

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=f"(default {f.default})"
         )
+    parser.add_argument(
+        "--stop-at", type=int, default=None, help="end this call after that step, with a checkpoint (rerun to go on)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -53,12 +56,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             from .train import train
 
-            meta = train(args.data, args.out, cfg, progress=not args.no_progress)
+            meta = train(args.data, args.out, cfg, progress=not args.no_progress, stop_at=args.stop_at)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(
-        f"trained {meta['steps_completed']} steps in {meta['train_seconds']:.0f} s, "
-        f"final loss {meta['final_loss']:.4f}; run {args.out}"
-    )
+    loss = "not logged yet" if meta["final_loss"] is None else f"{meta['final_loss']:.4f}"
+    seconds = meta["train_seconds"]
+    print(f"trained {meta['steps_completed']} steps in {seconds:.0f} s, final loss {loss}; run {args.out}")
     return 0
