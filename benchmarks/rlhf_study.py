@@ -298,10 +298,10 @@ def lr_label(cfg: dict) -> str:
     lr = _short(cfg.get("lr", 0))
     if cfg.get("algorithm", "ppo") == "reward-grad":
         lr += f" reward-grad K{cfg.get('grad_steps')}"
-        members = len([r for r in str(cfg.get("reward_run", "")).split(",") if r.strip()])
-        if members > 1:  # an ensemble's gradient: mean - penalty * std of the members' R
+        members = [Path(r.strip()).name for r in str(cfg.get("reward_run", "")).split(",") if r.strip()]
+        if len(members) > 1:  # an ensemble's gradient (members named by run folder): mean - penalty * their std
             penalty = cfg.get("reward_ensemble_penalty", 0.0)
-            lr += f" ensemble of {members}" + (f" - {penalty:g} sd" if penalty else "")
+            lr += f" ensemble {'+'.join(members)}" + (f" - {penalty:g} sd" if penalty else "")
     lr += " cosine" if cfg.get("lr_schedule", "constant") == "cosine" else ""
     if not cfg.get("lora", True):
         lr += " full"

@@ -133,9 +133,9 @@ def test_lr_label_names_value_and_schedule(study):
     assert study.lr_label(grad | {"kl_coef": 0.2}) == "1e-3 reward-grad K2 lora-all conv x0.2 beta 0.2"
     assert study.lr_label({"lr": 1e-3, "algorithm": "ppo", "grad_steps": 2}) == "1e-3"
     # an ensemble of reward runs gives the gradient (and, with a penalty, only where its members agree)
-    three = grad | {"reward_run": "a,b,c"}
-    assert study.lr_label(three) == "1e-3 reward-grad K2 ensemble of 3 lora-all conv x0.2"
-    assert "ensemble of 3 - 1 sd " in study.lr_label(three | {"reward_ensemble_penalty": 1.0})
+    three = grad | {"reward_run": "runs/a,/tmp/b/, c"}
+    assert study.lr_label(three) == "1e-3 reward-grad K2 ensemble a+b+c lora-all conv x0.2"
+    assert "ensemble a+b+c - 1 sd " in study.lr_label(three | {"reward_ensemble_penalty": 1.0})
     assert "ensemble" not in study.lr_label(grad | {"reward_run": "a"})
     # the batch's shape, when it is not the 8 prompts x 4 samples every earlier study used
     assert study.lr_label(grad | {"prompts_per_step": 16, "samples_per_prompt": 2}).endswith(" batch 16x2")
