@@ -199,6 +199,7 @@ def test_lora_finetunes_a_local_stable_diffusion_pipeline(tmp_path):
     run = tmp_path / "lora-run"
     args = ["train", "generator", "--base", str(base), "--synthetic", "6", "--out", str(run), "--steps", "3"]
     args += ["--batch-size", "4", "--lr", "0.01", "--lora-rank", "4", "--ckpt-every", "3", "--no-progress"]
+    assert main([*args, "--stop-at", "1"]) == 2 and not run.exists()  # refused, not silently ignored
     assert main(args) == 0
     meta = json.loads((run / "lora.json").read_text())
     assert meta["steps_completed"] == 3 and meta["resolution"] == 16 and Path(meta["base"]) == base.resolve()

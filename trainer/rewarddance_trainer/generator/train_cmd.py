@@ -30,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=f"(default {f.default})"
         )
     parser.add_argument(
-        "--stop-at", type=int, default=None, help="end this call after that step, with a checkpoint (rerun to go on)"
+        "--stop-at",
+        type=int,
+        default=None,
+        help="end this call after that step, with a checkpoint (rerun to go on); not with --base",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true")
@@ -44,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = GeneratorTrainConfig(**{f.name: getattr(args, f.name) for f in fields(GeneratorTrainConfig)})
     if args.data is not None and not (args.data / "prompts.parquet").exists():
         print(f"error: {args.data} is not a dataset directory (no prompts.parquet)", file=sys.stderr)
+        return 2
+    if args.stop_at is not None and args.base is not None:
+        print("error: --stop-at applies to the default generator's training, not to --base (LoRA)", file=sys.stderr)
         return 2
     if args.data is None and not cfg.synthetic:
         print("error: give --data and/or --synthetic N", file=sys.stderr)
