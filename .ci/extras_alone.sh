@@ -23,7 +23,9 @@ timeout 900 $MAIN/rewarddance data prompt-states "$WORK/data" --no-progress
 timeout 900 $MAIN/rewarddance train pixel-reward --data "$WORK/data" --out "$WORK/run" --scale tiny --steps 2 \
     --eval-every 2 --prompts-per-batch 4 --val-prompts 4 --test-prompts 0 --workers 0 --no-progress
 timeout 900 $MAIN/rewarddance export --run "$WORK/run" --repo "$WORK/repo"
-IMAGE=$(find "$WORK/data/images" -name '*.png' | sort | head -n 1)
+# Not `| head -n 1`: head exits after one line and, under pipefail, the writer's SIGPIPE (exit 141) fails the run.
+mapfile -t IMAGES < <(find "$WORK/data/images" -name '*.png' | sort)
+IMAGE=${IMAGES[0]}
 
 step "serve-only venv: pip install '.[serve]'"
 "$PYTHON" -m venv "$WORK/serve"
