@@ -43,6 +43,18 @@ def pick_samples(data: Path, n: int) -> pd.DataFrame:
     return pd.DataFrame(picked).reset_index(drop=True)
 
 
+def synth_seed(data: Path) -> int:
+    return int(json.loads(schema.Layout(data).card.read_text())["config"]["seed"])
+
+
+def synth_commands(data: Path, counts: dict) -> list[str]:
+    return [
+        f"rewarddance data synth --prompts {counts['prompts']} --images-per-prompt "
+        f"{counts['images'] // counts['prompts']} --raters-per-image 4 --seed {synth_seed(data)} --out {data}",
+        f"rewarddance data prompt-states {data}",
+    ]
+
+
 def stages(run_json: dict) -> str:
     """For a run fine-tuned from another (``init`` in its run.json): the earlier stages' steps and time."""
     parts = [
@@ -58,9 +70,17 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--command", required=True, help="the command line that trained the run (for the README)")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument(
+        "--earlier-data",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="datasets the earlier stages trained on, when not the run's own (for the README's commands)",
+    )
     args = parser.parse_args()
     run_json = json.loads((args.run / "run.json").read_text())
     data = Path(run_json["data"]["path"])
+    run_json["data"]["seed"] = synth_seed(data)  # which draw of the world the last stage saw
     if args.out.exists():
         shutil.rmtree(args.out)
     (args.out / "samples").mkdir(parents=True)
@@ -93,17 +113,14 @@ def main() -> None:
         "Made by:",
         "",
         "```bash",
-        f"rewarddance data synth --prompts {run_json['data']['counts']['prompts']} --images-per-prompt "
-        f"{run_json['data']['counts']['images'] // run_json['data']['counts']['prompts']} --raters-per-image 4 "
-        f"--seed 0 --out {data}",
-        f"rewarddance data prompt-states {data}",
+        *(line for d in [*args.earlier_data, data] for line in synth_commands(d, run_json["data"]["counts"])),
         args.command,
         f"python scripts/ship_default_model.py {args.run} --command '...'",
         "```",
         "",
-        f"Held-out test split ({m['n_eval_images']:,} images): Spearman R {m['spearman_reward']:.3f}, fidelity "
-        f"{m['spearman_fidelity']:.3f}, style {m['spearman_style']:.3f}, composition {m['spearman_composition']:.3f}, "
-        f"novelty {m['spearman_novelty']:.3f}, pair accuracy {m['pair_accuracy']:.3f}; selected step "
+        f"Held-out test split of {data} ({m['n_eval_images']:,} images): Spearman R {m['spearman_reward']:.3f}, "
+        f"fidelity {m['spearman_fidelity']:.3f}, style {m['spearman_style']:.3f}, "
+        f"composition {m['spearman_composition']:.3f}, novelty {m['spearman_novelty']:.3f}, pair accuracy {m['pair_accuracy']:.3f}; selected step "
         f"{run_json['selected_step']} of {run_json['steps_done']}, {run_json['wall_seconds'] / 60:.0f} min on "
         f"{run_json['torch_threads']} CPU thread(s){stages(run_json)}. Full numbers: run.json; the scaling table: "
         "benchmarks/results/scaling.md.",

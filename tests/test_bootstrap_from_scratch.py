@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import pandas as pd
 import torch
 from rewarddance_exporter.bootstrap import ScratchConfig, from_scratch
 from rewarddance_trainer.pixel_reward.model import WEIGHTS_FILE
@@ -23,10 +24,22 @@ def test_from_scratch_trains_each_stage_from_the_one_before(tmp_path):
         continue_stages=2,
         final_steps=2,
         final_stages=2,
+        fresh_stages=1,
     )
-    last = from_scratch(tmp_path, cfg, progress=False)
+    fresh = from_scratch(tmp_path, cfg, progress=False)
     first, second, run = tmp_path / "pixel-tiny", tmp_path / "pixel-tiny-stage2", tmp_path / "pixel-tiny-stage3"
-    assert last == tmp_path / "pixel-tiny-stage5"
+    last = tmp_path / "pixel-tiny-stage5"
+    assert fresh == tmp_path / "pixel-tiny-stage6"
+    # the fresh-prompt stage renders a dataset of its own (the next seed: other prompts) and trains on it from stage 5
+    fresh_json = json.loads((fresh / "run.json").read_text())
+    own = json.loads((tmp_path / "shapes-seed1" / "card.json").read_text())
+    assert own["config"]["seed"] == 1 and fresh_json["data"]["path"] == str(tmp_path / "shapes-seed1")
+    assert fresh_json["data"]["table_sha256"] == own["table_sha256"]
+    assert json.loads((last / "run.json").read_text())["data"]["path"] == str(tmp_path / "shapes")
+    first_texts = set(pd.read_parquet(tmp_path / "shapes" / "prompts.parquet").text)
+    assert set(pd.read_parquet(tmp_path / "shapes-seed1" / "prompts.parquet").text) != first_texts
+    assert fresh_json["init"]["path"] == str(last) and fresh_json["train"]["seed"] == 5
+    assert fresh_json["train"]["component_listwise_heads"] == "fidelity"
     # the final stages add the per-head listwise term on the fidelity head, each from the one before
     for k, stage in ((4, tmp_path / "pixel-tiny-stage4"), (5, last)):
         final = json.loads((stage / "run.json").read_text())
@@ -45,9 +58,9 @@ def test_from_scratch_trains_each_stage_from_the_one_before(tmp_path):
     for a, b in itertools.pairwise(weights):
         assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
     # rerunning finds every stage finished and trains nothing
-    every = (first, second, run, tmp_path / "pixel-tiny-stage4", last)
+    every = (first, second, run, tmp_path / "pixel-tiny-stage4", last, fresh)
     stamps = [(r / "run.json").stat().st_mtime_ns for r in every]
-    assert from_scratch(tmp_path, cfg, progress=False) == last
+    assert from_scratch(tmp_path, cfg, progress=False) == fresh
     assert [(r / "run.json").stat().st_mtime_ns for r in every] == stamps
 
 
@@ -61,7 +74,7 @@ def test_from_scratch_without_a_second_stage_returns_the_first(tmp_path):
 def test_the_default_recipe_is_the_one_the_shipped_model_was_made_by():
     """`bootstrap --from-scratch` with its defaults retrains the shipped model: same stages, budgets, rates, seeds
     (the shipped run.json nests every earlier stage under "init") and the last stage's loss settings."""
-    from rewarddance_exporter.bootstrap import DEFAULT_MODEL, stages
+    from rewarddance_exporter.bootstrap import DEFAULT_MODEL, data_seeds, stages
     from rewarddance_trainer.pixel_reward.train import earlier_stages
 
     shipped = json.loads((DEFAULT_MODEL / "run.json").read_text())
@@ -72,3 +85,6 @@ def test_the_default_recipe_is_the_one_the_shipped_model_was_made_by():
     assert last["component_listwise_weight"] == recipe[-1].component_listwise_weight > 0
     assert last["component_listwise_heads"] == recipe[-1].component_listwise_heads == "fidelity"
     assert shipped["scale"] == recipe[-1].scale
+    # the last stage trained on fresh prompts: a dataset rendered at the next seed (ship_default_model.py records
+    # each dataset's seed from its card)
+    assert data_seeds(ScratchConfig())[-2:] == [0, 1] and shipped["data"]["seed"] == 1

@@ -44,6 +44,11 @@ class ScratchConfig:
     final_stages: int = 3  # their seeds continue the count
     final_component_listwise: float = 1.0
     final_listwise_heads: str = "fidelity"
+    # then stages on fresh prompts: each renders a new dataset of the same size (the next synth seed) and trains on
+    # it with the final stages' settings. After 35,000 steps the model fit its 12,000 training prompts better than
+    # unseen ones (R 0.852 train vs 0.821 test); one such stage gave test R 0.823 -> 0.834 where the same stage on the
+    # old prompts gave 0.823 (two seeds each within 0.001 of their figure)
+    fresh_stages: int = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--from-scratch: steps of each final stage, with the per-head listwise term (0: none)",
     )
     parser.add_argument("--final-stages", type=int, default=d.final_stages, help="--from-scratch: final stages")
+    parser.add_argument(
+        "--fresh-stages",
+        type=int,
+        default=d.fresh_stages,
+        help="--from-scratch: final stages on a newly rendered dataset each (the next seed; 0: none)",
+    )
     parser.add_argument("--scale", default=d.scale)
     parser.add_argument("--seed", type=int, default=d.seed)
 
@@ -95,7 +106,7 @@ def stages(cfg: ScratchConfig) -> list:
             "component_listwise_weight": cfg.final_component_listwise,
             "component_listwise_heads": cfg.final_listwise_heads,
         }
-        for _ in range(cfg.final_stages if cfg.final_steps > 0 else 0):
+        for _ in range((cfg.final_stages + cfg.fresh_stages) if cfg.final_steps > 0 else 0):
             out.append(
                 PixelTrainConfig(
                     **common, steps=cfg.final_steps, lr=cfg.continue_lr, seed=cfg.seed + len(out), **listwise
@@ -104,28 +115,44 @@ def stages(cfg: ScratchConfig) -> list:
     return out
 
 
-def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
-    """Every stage, skipping finished ones (each resumes where it stopped); returns the last stage's run."""
+def data_seeds(cfg: ScratchConfig) -> list[int]:
+    """The synth seed of the dataset each stage of ``stages(cfg)`` trains on: ``cfg.seed``, then the next seed for
+    each fresh-prompt stage (the last ``fresh_stages`` stages)."""
+    n = len(stages(cfg))
+    fresh = cfg.fresh_stages if cfg.continue_steps > 0 and cfg.final_steps > 0 else 0
+    return [cfg.seed] * (n - fresh) + [cfg.seed + k for k in range(1, fresh + 1)]
+
+
+def render(data: Path, cfg: ScratchConfig, seed: int, progress: bool) -> None:
+    """The shapes-world dataset of the recipe at ``seed`` (resumable), with its prompt-state cache."""
     from rewarddance_trainer.pixel_reward.text import build_cache
-    from rewarddance_trainer.pixel_reward.train import train
     from rewarddance_trainer.shapes.raters import RaterConfig
     from rewarddance_trainer.shapes.synth import SynthConfig, default_chunk_prompts, synthesize
 
-    started = time.perf_counter()
-    data, run = work / "shapes", None
     if not (data / "card.json").exists():
         synth = SynthConfig(
             n_prompts=cfg.prompts,
             images_per_prompt=cfg.images_per_prompt,
-            seed=cfg.seed,
+            seed=seed,
             raters=RaterConfig(per_image=cfg.raters_per_image),
             chunk_prompts=default_chunk_prompts(cfg.prompts),
         )
         synthesize(data, synth, command="rewarddance bootstrap --from-scratch", progress=progress)
-    print(f"[bootstrap] dataset done ({time.perf_counter() - started:.0f} s)", flush=True)
     build_cache(data, progress=progress)
-    print(f"[bootstrap] prompt states done ({time.perf_counter() - started:.0f} s)", flush=True)
-    for k, stage in enumerate(stages(cfg)):
+
+
+def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
+    """Every stage, skipping finished ones (each resumes where it stopped); returns the last stage's run."""
+    from rewarddance_trainer.pixel_reward.train import train
+
+    started = time.perf_counter()
+    run, rendered = None, set()
+    for k, (stage, seed) in enumerate(zip(stages(cfg), data_seeds(cfg), strict=True)):
+        data = work / ("shapes" if seed == cfg.seed else f"shapes-seed{seed}")
+        if data not in rendered:
+            render(data, cfg, seed, progress)
+            rendered.add(data)
+            print(f"[bootstrap] {data.name} and its prompt states done ({time.perf_counter() - started:.0f} s)")
         previous, run = run, work / (f"pixel-{cfg.scale}" + (f"-stage{k + 1}" if k else ""))
         if not (run / "run.json").exists():
             train(data, run, stage, progress=progress, init=previous if k else None)
@@ -154,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             continue_stages=args.continue_stages,
             final_steps=args.final_steps,
             final_stages=args.final_stages,
+            fresh_stages=args.fresh_stages,
         )
         source = from_scratch(args.work, cfg)
     else:
