@@ -120,7 +120,8 @@ def main() -> None:
         "",
         f"Held-out test split of {data} ({m['n_eval_images']:,} images): Spearman R {m['spearman_reward']:.3f}, "
         f"fidelity {m['spearman_fidelity']:.3f}, style {m['spearman_style']:.3f}, "
-        f"composition {m['spearman_composition']:.3f}, novelty {m['spearman_novelty']:.3f}, pair accuracy {m['pair_accuracy']:.3f}; selected step "
+        f"composition {m['spearman_composition']:.3f}, novelty {m['spearman_novelty']:.3f}, "
+        f"pair accuracy {m['pair_accuracy']:.3f}; selected step "
         f"{run_json['selected_step']} of {run_json['steps_done']}, {run_json['wall_seconds'] / 60:.0f} min on "
         f"{run_json['torch_threads']} CPU thread(s){stages(run_json)}. Full numbers: run.json; the scaling table: "
         "benchmarks/results/scaling.md.",
