@@ -85,6 +85,6 @@ def test_the_default_recipe_is_the_one_the_shipped_model_was_made_by():
     assert last["component_listwise_weight"] == recipe[-1].component_listwise_weight > 0
     assert last["component_listwise_heads"] == recipe[-1].component_listwise_heads == "fidelity"
     assert shipped["scale"] == recipe[-1].scale
-    # the last stage trained on fresh prompts: a dataset rendered at the next seed (ship_default_model.py records
-    # each dataset's seed from its card)
-    assert data_seeds(ScratchConfig())[-2:] == [0, 1] and shipped["data"]["seed"] == 1
+    # the last two stages trained on fresh prompts: datasets rendered at the next seeds (ship_default_model.py
+    # records each dataset's seed from its card)
+    assert data_seeds(ScratchConfig())[-3:] == [0, 1, 2] and shipped["data"]["seed"] == 2
