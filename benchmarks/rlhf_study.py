@@ -495,7 +495,7 @@ def markdown(p: dict) -> str:
             f" {n['repeats']}: in-process {n['in-process']['seconds_per_step_median']:.3f} s,"
             f" HTTP {n['http']['seconds_per_step_median']:.3f} s, gRPC {n['grpc']['seconds_per_step_median']:.3f} s"
             f" (max |R diff| vs in-process: HTTP {n['max_abs_diff_http_vs_inprocess']:.1e},"
-            f" gRPC {n['max_abs_diff_grpc_vs_inprocess']:.1e}).",
+            f" gRPC {n['max_abs_diff_grpc_vs_inprocess']:.1e}); load {[round(x, 2) for x in n['load']]}.",
             "",
         ]
     lines += [f"Machine: {p['machine']}; load {p['load']}; command `{p['command']}`."]
