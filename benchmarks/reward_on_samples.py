@@ -39,12 +39,11 @@ from scipy.stats import spearmanr
 
 @torch.no_grad()
 def rewards(reward: DifferentiableReward, images: np.ndarray, prompts: list[str], batch: int = 64) -> np.ndarray:
-    """R of each uint8 (n, h, w, 3) image for its prompt, by the run's first (only) model."""
+    """R of each uint8 (n, h, w, 3) image for its prompt (one reward run: its own R)."""
     out = []
     for i in range(0, len(images), batch):
         x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        states, mask = reward._prompts(prompts[i : i + batch])
-        out.append(reward._member(reward.models[0], x, states, mask).numpy())
+        out.append(reward(x, prompts[i : i + batch]).numpy())
     return np.concatenate(out)
 
 
