@@ -152,7 +152,10 @@ def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
         if data not in rendered:
             render(data, cfg, seed, progress)
             rendered.add(data)
-            print(f"[bootstrap] {data.name} and its prompt states done ({time.perf_counter() - started:.0f} s)")
+            print(
+                f"[bootstrap] {data.name} and its prompt states done ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
         previous, run = run, work / (f"pixel-{cfg.scale}" + (f"-stage{k + 1}" if k else ""))
         if not (run / "run.json").exists():
             train(data, run, stage, progress=progress, init=previous if k else None)
