@@ -339,3 +339,30 @@ def test_leave_one_style_out_splits_hold_the_style_out_of_training(pixel_data: P
     assert set(train) < set(tables.prompt_rows("train"))
     with pytest.raises(ValueError, match="no prompt has style"):
         tables.prompt_rows("train", "cubism")
+
+
+def test_a_soup_is_the_mean_of_arms_from_one_start_and_is_measured_as_a_run(
+    pixel_run: Path, pixel_data: Path, tmp_path: Path
+):
+    from rewarddance_trainer.pixel_reward.eval_cmd import evaluate_run
+    from rewarddance_trainer.pixel_reward.soup import make_soup
+    from safetensors.torch import load_file
+
+    arms = [tmp_path / f"arm{s}" for s in (1, 2)]
+    for arm, seed in zip(arms, (1, 2), strict=True):
+        pixel_train.train(pixel_data, arm, replace(TINY, steps=2, eval_every=2, seed=seed), False, init=pixel_run)
+    soup = make_soup(arms, tmp_path / "soup")
+    a, b, s = (load_file(r / "reward.safetensors") for r in (*arms, tmp_path / "soup"))
+    moved = [k for k in a if not torch.equal(a[k], b[k])]
+    assert moved  # the arms differ, so the soup is neither of them
+    for k in a:  # float tensors averaged, integer buffers kept
+        assert torch.allclose(s[k], (a[k] + b[k]) / 2) if a[k].is_floating_point() else torch.equal(s[k], a[k])
+    arm_json = [json.loads((r / "run.json").read_text()) for r in arms]
+    assert soup["wall_seconds"] == pytest.approx(sum(m["wall_seconds"] for m in arm_json), abs=0.02)
+    assert [m["seed"] for m in soup["soup"]["members"]] == [1, 2]
+    measured = evaluate_run(tmp_path / "soup", pixel_data, "test")["in_domain"]
+    assert soup["metrics"]["spearman_reward"] == pytest.approx(measured["spearman_reward"], abs=1e-6)
+    with pytest.raises(ValueError, match="same weights"):  # a run from another start is no arm of this soup
+        make_soup([arms[0], pixel_run], tmp_path / "bad")
+    with pytest.raises(ValueError, match="at least two"):
+        make_soup(arms[:1], tmp_path / "bad")

@@ -31,6 +31,7 @@ COMMANDS: dict[str, dict[str | None, str]] = {
         "components": "rewarddance_trainer.components.fit_cmd",
         "reward": "rewarddance_trainer.reward.train_cmd",
         "pixel-reward": "rewarddance_trainer.pixel_reward.train_cmd",
+        "soup": "rewarddance_trainer.pixel_reward.soup",
         "generator": "rewarddance_trainer.generator.train_cmd",
         "rlhf": "rewarddance_trainer.rlhf.train_cmd",
     },
