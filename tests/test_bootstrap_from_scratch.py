@@ -25,11 +25,18 @@ def test_from_scratch_trains_each_stage_from_the_one_before(tmp_path):
         final_steps=2,
         final_stages=2,
         fresh_stages=1,
+        soup_arms=2,
     )
-    fresh = from_scratch(tmp_path, cfg, progress=False)
+    soup = from_scratch(tmp_path, cfg, progress=False)
+    fresh = tmp_path / "pixel-tiny-stage6"
     first, second, run = tmp_path / "pixel-tiny", tmp_path / "pixel-tiny-stage2", tmp_path / "pixel-tiny-stage3"
     last = tmp_path / "pixel-tiny-stage5"
-    assert fresh == tmp_path / "pixel-tiny-stage6"
+    # the last stage twice from the same weights (seeds 5 and 6), and the model returned is their soup
+    assert soup == tmp_path / "pixel-tiny-soup"
+    members = json.loads((soup / "run.json").read_text())["soup"]["members"]
+    assert [(m["path"], m["seed"]) for m in members] == [(str(fresh), 5), (str(tmp_path / "pixel-tiny-stage6-arm2"), 6)]
+    arm2 = json.loads((tmp_path / "pixel-tiny-stage6-arm2" / "run.json").read_text())
+    assert arm2["init"]["path"] == str(last) and arm2["data"]["path"] == str(tmp_path / "shapes-seed1")
     # the fresh-prompt stage renders a dataset of its own (the next seed: other prompts) and trains on it from stage 5
     fresh_json = json.loads((fresh / "run.json").read_text())
     own = json.loads((tmp_path / "shapes-seed1" / "card.json").read_text())
@@ -58,9 +65,9 @@ def test_from_scratch_trains_each_stage_from_the_one_before(tmp_path):
     for a, b in itertools.pairwise(weights):
         assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
     # rerunning finds every stage finished and trains nothing
-    every = (first, second, run, tmp_path / "pixel-tiny-stage4", last, fresh)
+    every = (first, second, run, tmp_path / "pixel-tiny-stage4", last, fresh, tmp_path / "pixel-tiny-stage6-arm2", soup)
     stamps = [(r / "run.json").stat().st_mtime_ns for r in every]
-    assert from_scratch(tmp_path, cfg, progress=False) == fresh
+    assert from_scratch(tmp_path, cfg, progress=False) == soup
     assert [(r / "run.json").stat().st_mtime_ns for r in every] == stamps
 
 

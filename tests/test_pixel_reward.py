@@ -364,5 +364,7 @@ def test_a_soup_is_the_mean_of_arms_from_one_start_and_is_measured_as_a_run(
     assert soup["metrics"]["spearman_reward"] == pytest.approx(measured["spearman_reward"], abs=1e-6)
     with pytest.raises(ValueError, match="same weights"):  # a run from another start is no arm of this soup
         make_soup([arms[0], pixel_run], tmp_path / "bad")
+    with pytest.raises(ValueError, match="from scratch"):  # runs from scratch share no basin
+        make_soup([pixel_run, pixel_run], tmp_path / "bad")
     with pytest.raises(ValueError, match="at least two"):
         make_soup(arms[:1], tmp_path / "bad")

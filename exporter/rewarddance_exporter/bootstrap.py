@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rewarddance.repository import ModelRepository
@@ -49,6 +49,9 @@ class ScratchConfig:
     # unseen ones (R 0.852 train vs 0.821 test); a stage on fresh prompts gave test R 0.834 where the same stage on
     # the old prompts gave 0.823, and a second fresh draw 0.840 where the first draw again gave 0.837
     fresh_stages: int = 2
+    # the last stage trained this many times from the same weights (seeds s, s + 1, ...) and the arms' weights
+    # averaged into one model (`rewarddance train soup`; 1: no soup)
+    soup_arms: int = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=d.fresh_stages,
         help="--from-scratch: final stages on a newly rendered dataset each (the next seed; 0: none)",
+    )
+    parser.add_argument(
+        "--soup-arms",
+        type=int,
+        default=d.soup_arms,
+        help="--from-scratch: train the last stage this many times (other seeds) and average their weights",
     )
     parser.add_argument("--scale", default=d.scale)
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -142,11 +151,14 @@ def render(data: Path, cfg: ScratchConfig, seed: int, progress: bool) -> None:
 
 
 def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
-    """Every stage, skipping finished ones (each resumes where it stopped); returns the last stage's run."""
+    """Every stage, skipping finished ones (each resumes where it stopped); returns the last stage's run, or with
+    ``soup_arms`` > 1 the soup of its arms."""
+    from rewarddance_trainer.pixel_reward.soup import make_soup
     from rewarddance_trainer.pixel_reward.train import train
 
     started = time.perf_counter()
     run, rendered = None, set()
+    previous = stage = data = None
     for k, (stage, seed) in enumerate(zip(stages(cfg), data_seeds(cfg), strict=True)):
         data = work / ("shapes" if seed == cfg.seed else f"shapes-seed{seed}")
         if data not in rendered:
@@ -160,6 +172,16 @@ def from_scratch(work: Path, cfg: ScratchConfig, progress: bool = True) -> Path:
         if not (run / "run.json").exists():
             train(data, run, stage, progress=progress, init=previous if k else None)
         print(f"[bootstrap] stage {k + 1} done ({time.perf_counter() - started:.0f} s)", flush=True)
+    if cfg.soup_arms > 1:  # more arms of the last stage, from the same weights, then the mean of all
+        arms = [run]
+        for j in range(1, cfg.soup_arms):
+            arms.append(run.with_name(f"{run.name}-arm{j + 1}"))
+            if not (arms[-1] / "run.json").exists():
+                train(data, arms[-1], replace(stage, seed=stage.seed + j), progress=progress, init=previous)
+            print(f"[bootstrap] arm {j + 1} of the last stage done ({time.perf_counter() - started:.0f} s)", flush=True)
+        run = work / f"pixel-{cfg.scale}-soup"
+        if not (run / "run.json").exists():
+            make_soup(arms, run)
     print(f"[bootstrap] reward model done ({time.perf_counter() - started:.0f} s)", flush=True)
     return run
 
@@ -185,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
             final_steps=args.final_steps,
             final_stages=args.final_stages,
             fresh_stages=args.fresh_stages,
+            soup_arms=args.soup_arms,
         )
         source = from_scratch(args.work, cfg)
     else:

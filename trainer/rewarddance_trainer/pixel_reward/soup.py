@@ -50,6 +50,8 @@ def average(runs: list[Path]) -> tuple[dict, list[dict]]:
     if len(runs) < 2:
         raise ValueError("a soup needs at least two runs")
     manifests = [_manifest(r) for r in runs]
+    if _start(manifests[0]) is None:
+        raise ValueError(f"{runs[0]} was trained from scratch: a soup's arms are fine-tuned from one run (--init)")
     for run, m in zip(runs[1:], manifests[1:], strict=True):
         if m["model"] != manifests[0]["model"]:
             raise ValueError(f"{run} has another architecture than {runs[0]}")
