@@ -65,6 +65,13 @@ def stages(run_json: dict) -> str:
     return f"; stage {n} of {n}, started from the weights of {', then '.join(parts)}" if parts else ""
 
 
+def soup(run_json: dict) -> str:
+    """For a soup (``rewarddance train soup``): its arms, each with its seed and test R on its own dataset."""
+    members = run_json.get("soup", {}).get("members", [])
+    arms = ", ".join(f"seed {m['seed']} on {m['data']}: R {m['metrics']['spearman_reward']:.3f}" for m in members)
+    return f"; the mean of the weights of {len(members)} arms of the last stage ({arms}), time summed" if arms else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -123,8 +130,8 @@ def main() -> None:
         f"composition {m['spearman_composition']:.3f}, novelty {m['spearman_novelty']:.3f}, "
         f"pair accuracy {m['pair_accuracy']:.3f}; selected step "
         f"{run_json['selected_step']} of {run_json['steps_done']}, {run_json['wall_seconds'] / 60:.0f} min on "
-        f"{run_json['torch_threads']} CPU thread(s){stages(run_json)}. Full numbers: run.json; the scaling table: "
-        "benchmarks/results/scaling.md.",
+        f"{run_json['torch_threads']} CPU thread(s){soup(run_json)}{stages(run_json)}. Full numbers: run.json; "
+        "the scaling table: benchmarks/results/scaling.md.",
         "",
         f"`samples/`: {SAMPLES} held-out images with their prompts and the scores recorded from the torch model "
         "(tests/test_default_model.py checks the exported graph against them).",
