@@ -92,9 +92,9 @@ def test_the_default_recipe_is_the_one_the_shipped_model_was_made_by():
     assert last["component_listwise_weight"] == recipe[-1].component_listwise_weight > 0
     assert last["component_listwise_heads"] == recipe[-1].component_listwise_heads == "fidelity"
     assert shipped["scale"] == recipe[-1].scale
-    # the last four stages trained on fresh prompts: datasets rendered at the next seeds (ship_default_model.py
+    # the last five stages trained on fresh prompts: datasets rendered at the next seeds (ship_default_model.py
     # records each dataset's seed from its card)
-    assert data_seeds(ScratchConfig())[-5:] == [0, 1, 2, 3, 4] and shipped["data"]["seed"] == 4
+    assert data_seeds(ScratchConfig())[-6:] == [0, 1, 2, 3, 4, 5] and shipped["data"]["seed"] == 5
     # and the shipped weights are the soup of the last stage's arms, at the recipe's seeds, on that dataset
     members = shipped["soup"]["members"]
     assert [m["seed"] for m in members] == [recipe[-1].seed + j for j in range(ScratchConfig().soup_arms)]

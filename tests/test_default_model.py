@@ -118,7 +118,8 @@ def test_an_ensemble_reward_is_its_members_mean_less_a_share_of_their_spread(tmp
     other.mkdir()
     shutil.copy(DEFAULT_MODEL / "run.json", other / "run.json")
     state = load_file(DEFAULT_MODEL / "reward.safetensors")
-    state["head_bias"] = state["head_bias"] + torch.tensor([0.8, -0.3, 0.2, 0.0])  # a member that disagrees
+    # a member that disagrees on every image: each head's bias raised, so no shift of one head cancels another's
+    state["head_bias"] = state["head_bias"] + torch.tensor([0.8, 0.3, 0.2, 0.1])
     save_file(state, other / "reward.safetensors")
 
     images = [Image.open(DEFAULT_MODEL / "samples" / s["image"]).convert("RGB") for s in SAMPLES]
