@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="loader workers for the evaluation")
 
 
-def _manifest(run: Path) -> dict:
+def _run_json(run: Path) -> dict:
     from .model import MANIFEST_FILE, WEIGHTS_FILE
 
     if not (run / MANIFEST_FILE).exists() or not (run / WEIGHTS_FILE).exists():
@@ -40,7 +40,7 @@ def _start(run_json: dict) -> str | None:
 
 
 def average(runs: list[Path]) -> tuple[dict, list[dict]]:
-    """The mean of the runs' weights (float tensors; the rest from the first run) and their manifests; refuses
+    """The mean of the runs' weights (float tensors; the rest from the first run) and their run.json records; refuses
     runs of other architectures or starting points, whose mean is no model."""
     import torch
     from safetensors.torch import load_file
@@ -49,13 +49,13 @@ def average(runs: list[Path]) -> tuple[dict, list[dict]]:
 
     if len(runs) < 2:
         raise ValueError("a soup needs at least two runs")
-    manifests = [_manifest(r) for r in runs]
-    if _start(manifests[0]) is None:
+    run_infos = [_run_json(r) for r in runs]
+    if _start(run_infos[0]) is None:
         raise ValueError(f"{runs[0]} was trained from scratch: a soup's arms are fine-tuned from one run (--init)")
-    for run, m in zip(runs[1:], manifests[1:], strict=True):
-        if m["model"] != manifests[0]["model"]:
+    for run, m in zip(runs[1:], run_infos[1:], strict=True):
+        if m["model"] != run_infos[0]["model"]:
             raise ValueError(f"{run} has another architecture than {runs[0]}")
-        if _start(m) != _start(manifests[0]):
+        if _start(m) != _start(run_infos[0]):
             raise ValueError(f"{run} did not start from the same weights as {runs[0]} (run.json init)")
     states = [load_file(r / WEIGHTS_FILE) for r in runs]
     soup = {}
@@ -64,11 +64,11 @@ def average(runs: list[Path]) -> tuple[dict, list[dict]]:
             soup[name] = torch.stack([s[name].float() for s in states]).mean(0).to(first.dtype)
         else:
             soup[name] = first
-    return soup, manifests
+    return soup, run_infos
 
 
 def make_soup(runs: list[Path], out: Path, workers: int = 1) -> dict:
-    """Write the soup of ``runs`` into ``out`` and return its manifest (metrics on the first run's dataset)."""
+    """Write the soup of ``runs`` into ``out`` and return its run.json record (metrics on the first run's dataset)."""
     from safetensors.torch import save_file
 
     from . import evaluate
@@ -77,10 +77,10 @@ def make_soup(runs: list[Path], out: Path, workers: int = 1) -> dict:
     from .text import load_cache
     from .train import fixed_draw
 
-    weights, manifests = average(runs)
+    weights, run_infos = average(runs)
     out.mkdir(parents=True, exist_ok=True)
     save_file(weights, out / WEIGHTS_FILE)
-    first = manifests[0]
+    first = run_infos[0]
     (out / MANIFEST_FILE).write_text(json.dumps(first) + "\n")  # load_model reads the architecture from it
     model = load_model(out)
     data = Path(first["data"]["path"])
@@ -92,11 +92,11 @@ def make_soup(runs: list[Path], out: Path, workers: int = 1) -> dict:
         prompts = fixed_draw(tables.prompt_rows(split, hold_out), n)
         rows, c, r = evaluate.predict(model, tables, states, prompts, workers)
         measured[split] = evaluate.metrics(tables, rows, c, r, model.weights.numpy())
-    manifest = dict(first)
-    manifest["val_metrics"], manifest["metrics"] = measured["val"], measured["test"]
-    manifest["wall_seconds"] = round(sum(m["wall_seconds"] for m in manifests), 2)
-    manifest["samples_seen"] = sum(m["samples_seen"] for m in manifests)
-    manifest["soup"] = {
+    run_info = dict(first)
+    run_info["val_metrics"], run_info["metrics"] = measured["val"], measured["test"]
+    run_info["wall_seconds"] = round(sum(m["wall_seconds"] for m in run_infos), 2)
+    run_info["samples_seen"] = sum(m["samples_seen"] for m in run_infos)
+    run_info["soup"] = {
         "members": [
             {
                 "path": str(run),
@@ -108,12 +108,12 @@ def make_soup(runs: list[Path], out: Path, workers: int = 1) -> dict:
                 "samples_seen": m["samples_seen"],
                 "metrics": m["metrics"],
             }
-            for run, m in zip(runs, manifests, strict=True)
+            for run, m in zip(runs, run_infos, strict=True)
         ],
         "evaluated_on": str(data),
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    (out / MANIFEST_FILE).write_text(json.dumps(run_info, indent=2) + "\n")
+    return run_info
 
 
 def run(args: argparse.Namespace) -> int:
