@@ -191,9 +191,13 @@ def count_parameters(cfg: PixelRewardConfig) -> int:
         return parameter_count(PixelRewardModel(cfg))
 
 
+def model_from(run_json: dict, state: dict[str, torch.Tensor]) -> PixelRewardModel:
+    """The model a run.json describes (architecture, R weights), holding ``state``, in eval mode."""
+    model = PixelRewardModel(PixelRewardConfig(**run_json["model"]), run_json.get("weights"))
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def load_model(run: Path) -> PixelRewardModel:
     """The trained model of a finished run directory (its run.json holds the architecture)."""
-    run_json = json.loads((run / MANIFEST_FILE).read_text())
-    model = PixelRewardModel(PixelRewardConfig(**run_json["model"]), run_json.get("weights"))
-    model.load_state_dict(load_file(run / WEIGHTS_FILE))
-    return model.eval()
+    return model_from(json.loads((run / MANIFEST_FILE).read_text()), load_file(run / WEIGHTS_FILE))

@@ -73,16 +73,13 @@ def make_soup(runs: list[Path], out: Path, workers: int = 1) -> dict:
 
     from . import evaluate
     from .data import Tables
-    from .model import MANIFEST_FILE, WEIGHTS_FILE, load_model
+    from .model import MANIFEST_FILE, WEIGHTS_FILE, model_from
     from .text import load_cache
     from .train import fixed_draw
 
     weights, run_infos = average(runs)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(weights, out / WEIGHTS_FILE)
     first = run_infos[0]
-    (out / MANIFEST_FILE).write_text(json.dumps(first) + "\n")  # load_model reads the architecture from it
-    model = load_model(out)
+    model = model_from(first, weights)
     data = Path(first["data"]["path"])
     tables, states = Tables.load(data), load_cache(data)
     cfg = first["train"]
@@ -112,6 +109,9 @@ def make_soup(runs: list[Path], out: Path, workers: int = 1) -> dict:
         ],
         "evaluated_on": str(data),
     }
+    # run.json last: a directory with one is a finished soup (bootstrap resumes on it), never a half-written one
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(weights, out / WEIGHTS_FILE)
     (out / MANIFEST_FILE).write_text(json.dumps(run_info, indent=2) + "\n")
     return run_info
 
