@@ -47,7 +47,7 @@ class ScratchConfig:
     # then stages on fresh prompts: each renders a new dataset of the same size (the next synth seed) and trains on
     # it with the final stages' settings. After 35,000 steps the model fit its 12,000 training prompts better than
     # unseen ones (R 0.852 train vs 0.821 test); a stage on fresh prompts gave test R 0.834 where the same stage on
-    # the old prompts gave 0.823, and further fresh draws 0.840, 0.844, 0.848, 0.852 (the first draw again: 0.837)
+    # the old prompts gave 0.823, and further fresh draws 0.840, 0.844, 0.848, 0.853 (the first draw again: 0.837)
     fresh_stages: int = 5
     # the last stage trained this many times from the same weights (seeds s, s + 1, ...) and the arms' weights
     # averaged into one model (`rewarddance train soup`; 1, or a one-stage recipe: no soup): val R 0.8401 against
